@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what podns's tests and demo need on a fresh Debian 12 machine.
+# Idempotent: installs only what is missing.
+source "$(dirname "$0")/lib.sh"
+require_root
+
+APT_PACKAGES=(iproute2 nftables iptables iputils-ping conntrack containernetworking-plugins
+	strace hyperfine containerd runc jq busybox-static util-linux procps kmod)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	log "apt-get install ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || die "Go is not installed (expected /usr/local/go)"
+if ! command -v cnitool >/dev/null; then
+	log "go install cnitool@v1.3.0"
+	go install github.com/containernetworking/cni/cnitool@v1.3.0
+fi
+log "dependencies ready"

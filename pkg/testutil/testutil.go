@@ -1,0 +1,90 @@
+//go:build linux
+
+// Package testutil holds helpers shared by podns's tests: unique resource
+// names, root checks and the project's binaries built once per test binary.
+package testutil
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// UniqueName returns prefix followed by random hex, at most 15 bytes long so
+// it is valid as a Linux interface name as well as a netns or file name.
+func UniqueName(prefix string) string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	name := prefix + hex.EncodeToString(b)
+	if len(name) > 15 {
+		name = name[:15]
+	}
+	return name
+}
+
+// RequireRoot fails the test unless it runs as root: podns's tests use the
+// real kernel, and skipping silently would hide that nothing was tested.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root: it uses real network namespaces")
+	}
+}
+
+// RepoRoot returns the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// BinDir returns a directory holding every podns binary. With PODNS_BIN_DIR
+// set (hack/test.sh builds once for all packages) it is used as it is;
+// otherwise the binaries are built once into a temporary directory.
+func BinDir(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if dir := os.Getenv("PODNS_BIN_DIR"); dir != "" {
+			binDir = dir
+			return
+		}
+		dir, err := os.MkdirTemp("", "podns-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./plugins/...", "./sandbox/cmd/...")
+		cmd.Dir = RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build binaries: %v\n%s", err, out)
+			return
+		}
+		binDir = dir
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// RemoveBuiltBinaries deletes binaries BinDir built itself; call it from
+// TestMain after m.Run so a test run leaves no temporary directory behind.
+func RemoveBuiltBinaries() {
+	if binDir != "" && os.Getenv("PODNS_BIN_DIR") == "" {
+		os.RemoveAll(binDir)
+	}
+}
