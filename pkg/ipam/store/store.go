@@ -1,0 +1,418 @@
+//go:build linux
+
+// Package store keeps podns-ipam's allocations of one network in a bbolt
+// database: address → attachment and attachment → addresses, the released
+// addresses and the allocator's cursors, all changed in one transaction per
+// CNI call so a kill -9 at any instant leaves it consistent.
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// DBFile and LockFile are the store's files inside the network's directory.
+	DBFile   = "podns-ipam.db"
+	LockFile = "podns-ipam.lock"
+)
+
+var (
+	bucketAddrs = []byte("addrs")       // 16-byte address → attachment key
+	bucketAtts  = []byte("attachments") // attachment key → 16-byte addresses
+	bucketFree  = []byte("free")        // released 16-byte addresses
+	bucketMeta  = []byte("meta")        // allocator cursors, migration marker
+)
+
+// ErrLocked is returned when another process held the store past the timeout.
+var ErrLocked = errors.New("store is locked by another process")
+
+// Attachment names one interface of one container.
+type Attachment struct {
+	ContainerID string
+	IfName      string
+}
+
+func (a Attachment) key() []byte { return []byte(a.ContainerID + "\x00" + a.IfName) }
+
+func (a Attachment) String() string { return a.ContainerID + "/" + a.IfName }
+
+func parseAttachment(k []byte) Attachment {
+	i := bytes.IndexByte(k, 0)
+	if i < 0 {
+		return Attachment{ContainerID: string(k)}
+	}
+	return Attachment{ContainerID: string(k[:i]), IfName: string(k[i+1:])}
+}
+
+func addrKey(a netip.Addr) []byte {
+	b := a.As16()
+	return b[:]
+}
+
+func keyAddr(k []byte) netip.Addr {
+	if len(k) != 16 {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16([16]byte(k)).Unmap()
+}
+
+// Store is an open store. Only one process has it open at a time: open it,
+// run one transaction, close it.
+type Store struct {
+	db   *bolt.DB
+	lock *os.File
+	Dir  string
+}
+
+// Open opens (creating it 0700/0600 if needed) the store in dir, waiting at
+// most timeout for other processes to finish with it.
+func Open(dir string, timeout time.Duration) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	// A directory left by host-local is 0755; the store holds who owns what.
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("chmod %s: %w", dir, err)
+		}
+	}
+	lk, err := lockFile(filepath.Join(dir, LockFile), timeout)
+	if err != nil {
+		return nil, err
+	}
+	// Our own lock is held, so bbolt's flock succeeds at once; the timeout
+	// only guards against a foreign process holding the database file.
+	db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		lk.Close()
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", filepath.Join(dir, DBFile), ErrLocked)
+		}
+		return nil, fmt.Errorf("open %s: %w", filepath.Join(dir, DBFile), err)
+	}
+	return &Store{db: db, lock: lk, Dir: dir}, nil
+}
+
+// lockFile takes an exclusive flock on path, polling with short jittered
+// sleeps: a store transaction lasts milliseconds, so waiters get in quickly
+// and none blocks in the kernel past the deadline.
+func lockFile(path string, timeout time.Duration) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(timeout)
+	sleep := 500 * time.Microsecond
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s after %s: %w", path, timeout, ErrLocked)
+		}
+		time.Sleep(sleep/2 + rand.N(sleep))
+		if sleep < 8*time.Millisecond {
+			sleep *= 2
+		}
+	}
+}
+
+// Close releases the database and the lock.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if cerr := s.lock.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Update runs fn in one read-write transaction, committed (and fsynced)
+// only if fn succeeds.
+func (s *Store) Update(fn func(*Tx) error) error {
+	return s.db.Update(func(btx *bolt.Tx) error {
+		tx, err := newTx(btx, true)
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(btx *bolt.Tx) error {
+		tx, err := newTx(btx, false)
+		if err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// Tx is one transaction on the store. It implements allocator.Index.
+type Tx struct {
+	btx                      *bolt.Tx
+	addrs, atts, free, meta *bolt.Bucket
+}
+
+func newTx(btx *bolt.Tx, write bool) (*Tx, error) {
+	t := &Tx{btx: btx}
+	bs := []**bolt.Bucket{&t.addrs, &t.atts, &t.free, &t.meta}
+	for i, name := range [][]byte{bucketAddrs, bucketAtts, bucketFree, bucketMeta} {
+		if write {
+			b, err := btx.CreateBucketIfNotExists(name)
+			if err != nil {
+				return nil, fmt.Errorf("create bucket %s: %w", name, err)
+			}
+			*bs[i] = b
+		} else {
+			*bs[i] = btx.Bucket(name) // nil in a store never written
+		}
+	}
+	return t, nil
+}
+
+// Owner returns the attachment holding addr.
+func (t *Tx) Owner(addr netip.Addr) (Attachment, bool) {
+	if t.addrs == nil {
+		return Attachment{}, false
+	}
+	v := t.addrs.Get(addrKey(addr))
+	if v == nil {
+		return Attachment{}, false
+	}
+	return parseAttachment(v), true
+}
+
+// IsAllocated reports whether addr belongs to an attachment.
+func (t *Tx) IsAllocated(addr netip.Addr) bool {
+	return t.addrs != nil && t.addrs.Get(addrKey(addr)) != nil
+}
+
+// FreeSeek returns the lowest released address in [lo, hi].
+func (t *Tx) FreeSeek(lo, hi netip.Addr) (netip.Addr, bool) {
+	if t.free == nil {
+		return netip.Addr{}, false
+	}
+	k, _ := t.free.Cursor().Seek(addrKey(lo))
+	if k == nil || bytes.Compare(k, addrKey(hi)) > 0 {
+		return netip.Addr{}, false
+	}
+	return keyAddr(k), true
+}
+
+// Meta returns an address stored under key.
+func (t *Tx) Meta(key string) (netip.Addr, bool) {
+	if t.meta == nil {
+		return netip.Addr{}, false
+	}
+	v := t.meta.Get([]byte(key))
+	if len(v) != 16 {
+		return netip.Addr{}, false
+	}
+	return keyAddr(v), true
+}
+
+// SetMeta stores an address under key.
+func (t *Tx) SetMeta(key string, addr netip.Addr) error {
+	return t.meta.Put([]byte(key), addrKey(addr))
+}
+
+// Flag and SetFlag keep small non-address markers (the migration record).
+func (t *Tx) Flag(key string) []byte {
+	if t.meta == nil {
+		return nil
+	}
+	return t.meta.Get([]byte(key))
+}
+
+// SetFlag stores a marker.
+func (t *Tx) SetFlag(key string, v []byte) error { return t.meta.Put([]byte(key), v) }
+
+// Addrs returns the addresses of an attachment in allocation order.
+func (t *Tx) Addrs(a Attachment) []netip.Addr {
+	if t.atts == nil {
+		return nil
+	}
+	v := t.atts.Get(a.key())
+	var out []netip.Addr
+	for len(v) >= 16 {
+		out = append(out, keyAddr(v[:16]))
+		v = v[16:]
+	}
+	return out
+}
+
+// Allocate gives addr to a. It fails if addr already belongs to anyone.
+func (t *Tx) Allocate(addr netip.Addr, a Attachment) error {
+	k := addrKey(addr)
+	if v := t.addrs.Get(k); v != nil {
+		return fmt.Errorf("address %s already belongs to %s", addr, parseAttachment(v))
+	}
+	if err := t.addrs.Put(k, a.key()); err != nil {
+		return err
+	}
+	if err := t.free.Delete(k); err != nil {
+		return err
+	}
+	old := t.atts.Get(a.key())
+	v := make([]byte, 0, len(old)+16)
+	v = append(append(v, old...), k...)
+	return t.atts.Put(a.key(), v)
+}
+
+// Release frees every address of a and returns them; an unknown attachment
+// is not an error.
+func (t *Tx) Release(a Attachment) ([]netip.Addr, error) {
+	addrs := t.Addrs(a)
+	for _, addr := range addrs {
+		k := addrKey(addr)
+		// Only free what is still ours: never release another's address.
+		if v := t.addrs.Get(k); v != nil && bytes.Equal(v, a.key()) {
+			if err := t.addrs.Delete(k); err != nil {
+				return nil, err
+			}
+			if err := t.free.Put(k, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := t.atts.Delete(a.key()); err != nil {
+		return nil, err
+	}
+	return addrs, nil
+}
+
+// Attachments lists every attachment holding addresses.
+func (t *Tx) Attachments() []Attachment {
+	var out []Attachment
+	if t.atts == nil {
+		return nil
+	}
+	t.atts.ForEach(func(k, _ []byte) error {
+		out = append(out, parseAttachment(k))
+		return nil
+	})
+	return out
+}
+
+// Allocations returns every allocated address and its owner.
+func (t *Tx) Allocations() map[netip.Addr]Attachment {
+	out := map[netip.Addr]Attachment{}
+	if t.addrs == nil {
+		return out
+	}
+	t.addrs.ForEach(func(k, v []byte) error {
+		out[keyAddr(k)] = parseAttachment(v)
+		return nil
+	})
+	return out
+}
+
+// Verify checks the store's invariants: both indexes agree, no address is
+// both allocated and free, no attachment lists an address twice, and every
+// key is well formed.
+func (t *Tx) Verify() error {
+	var problems []string
+	bad := func(f string, a ...any) { problems = append(problems, fmt.Sprintf(f, a...)) }
+	if t.addrs != nil {
+		t.addrs.ForEach(func(k, v []byte) error {
+			addr := keyAddr(k)
+			if !addr.IsValid() {
+				bad("malformed address key %x", k)
+				return nil
+			}
+			owner := parseAttachment(v)
+			found := false
+			for _, x := range t.Addrs(owner) {
+				if x == addr {
+					found = true
+				}
+			}
+			if !found {
+				bad("%s belongs to %s, which does not list it", addr, owner)
+			}
+			if t.free != nil && t.free.Get(k) != nil {
+				bad("%s is both allocated and free", addr)
+			}
+			return nil
+		})
+	}
+	if t.atts != nil {
+		t.atts.ForEach(func(k, v []byte) error {
+			a := parseAttachment(k)
+			if len(v) == 0 || len(v)%16 != 0 {
+				bad("attachment %s has a malformed address list (%d bytes)", a, len(v))
+				return nil
+			}
+			seen := map[netip.Addr]bool{}
+			for _, addr := range t.Addrs(a) {
+				if seen[addr] {
+					bad("attachment %s lists %s twice", a, addr)
+				}
+				seen[addr] = true
+				if o, ok := t.Owner(addr); !ok || o != a {
+					bad("attachment %s lists %s, which is not recorded as its own", a, addr)
+				}
+			}
+			return nil
+		})
+	}
+	if t.free != nil {
+		t.free.ForEach(func(k, _ []byte) error {
+			if !keyAddr(k).IsValid() {
+				bad("malformed free key %x", k)
+			}
+			return nil
+		})
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return fmt.Errorf("store inconsistent: %d problem(s): %v", len(problems), problems)
+	}
+	return nil
+}
+
+// Check opens the store in dir and verifies it (bbolt's own page check and
+// Verify): for chaos tooling and tests.
+func Check(dir string, timeout time.Duration) error {
+	s, err := Open(dir, timeout)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.db.View(func(btx *bolt.Tx) error {
+		// Drain the channel fully so bbolt's checker goroutine ends.
+		var first error
+		for err := range btx.Check() {
+			if first == nil {
+				first = fmt.Errorf("bbolt check %s: %w", dir, err)
+			}
+		}
+		if first != nil {
+			return first
+		}
+		tx, err := newTx(btx, false)
+		if err != nil {
+			return err
+		}
+		return tx.Verify()
+	})
+}
