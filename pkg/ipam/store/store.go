@@ -168,7 +168,7 @@ func (s *Store) View(fn func(*Tx) error) error {
 
 // Tx is one transaction on the store. It implements allocator.Index.
 type Tx struct {
-	btx                      *bolt.Tx
+	btx                     *bolt.Tx
 	addrs, atts, free, meta *bolt.Bucket
 }
 
