@@ -1,0 +1,309 @@
+//go:build linux
+
+// Package cniplugin is the podns CNI main plugin: one function per verb,
+// called by plugins/podns through skel.
+package cniplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/ipamcall"
+	"github.com/podns/podns/pkg/link"
+	"github.com/podns/podns/pkg/masq"
+	"github.com/podns/podns/pkg/netconf"
+)
+
+// openPodNS opens CNI_NETNS and refuses the plugin's own netns: skel only
+// checks that after ADD has already run.
+func openPodNS(path string) (netns.NsHandle, error) {
+	if path == "" {
+		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS is empty")
+	}
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s: %v", path, err)
+	}
+	self, err := netns.Get()
+	if err != nil {
+		h.Close()
+		return netns.None(), fmt.Errorf("open own netns: %w", err)
+	}
+	defer self.Close()
+	if h.Equal(self) {
+		h.Close()
+		return netns.None(), codeErr(types.ErrInvalidNetNS, "CNI_NETNS %s is the plugin's own (host) netns", path)
+	}
+	return h, nil
+}
+
+// undo collects rollback steps; run executes them newest first.
+type undo []func()
+
+func (u *undo) push(f func()) { *u = append(*u, f) }
+func (u undo) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// Add is CNI ADD: veth into the pod, addresses from IPAM, routes, the host
+// side (bridge port or host routes), masquerade. All or nothing.
+func Add(args *skel.CmdArgs) error {
+	return toCNI(add(args))
+}
+
+func add(args *skel.CmdArgs) (err error) {
+	conf, err := netconf.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	k8s, err := netconf.ParseArgs(args.Args)
+	if err != nil {
+		return err
+	}
+	log, closeLog := logger(conf)
+	defer closeLog()
+	log = log.With("containerID", args.ContainerID, "ifname", args.IfName)
+	if pod := k8s.Pod(); pod != "" {
+		log = log.With("pod", pod)
+	}
+	defer func() {
+		if err != nil {
+			log.Error("ADD failed", "err", err)
+		}
+	}()
+
+	podNS, err := openPodNS(args.Netns)
+	if err != nil {
+		return err
+	}
+	defer podNS.Close()
+	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", args.Netns, err)
+	}
+	defer podH.Close()
+	hostH := &netlink.Handle{}
+
+	var rollback undo
+	defer func() {
+		if err != nil {
+			rollback.run()
+		}
+	}()
+
+	var br *netlink.Bridge
+	masterIdx := 0
+	if conf.Mode == netconf.ModeBridge {
+		br, err = link.EnsureBridge(hostH, conf.Bridge, conf.MTU)
+		if err != nil {
+			if errors.Is(err, link.ErrNotBridge) {
+				return codeErr(types.ErrInvalidNetworkConfig, "%v", err)
+			}
+			return err
+		}
+		masterIdx = br.Attrs().Index
+	}
+
+	hostName := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
+	if _, err = link.CreateVeth(hostH, link.VethSpec{
+		HostName: hostName, PodName: args.IfName, PodNSFd: int(podNS),
+		MTU: conf.MTU, PodMAC: conf.MAC, MasterIndex: masterIdx,
+	}); err != nil {
+		if errors.Is(err, link.ErrPodIfExists) {
+			return codeErr(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: %v", err)
+		}
+		return err
+	}
+	rollback.push(func() { _ = link.DeleteByName(hostH, hostName) })
+	hostLink, err := hostH.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("look up host veth %s: %w", hostName, err)
+	}
+	// The alias names the attachment (and pod) for GC and for people.
+	if err = hostH.LinkSetAlias(hostLink, link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod())); err != nil {
+		return fmt.Errorf("set alias of %s: %w", hostName, err)
+	}
+	if br != nil && conf.HairpinMode {
+		if err = hostH.LinkSetHairpin(hostLink, true); err != nil {
+			return fmt.Errorf("hairpin on %s: %w", hostName, err)
+		}
+	}
+
+	ctx := context.Background()
+	res, err := ipamcall.Add(ctx, conf.IPAM.Type, args)
+	if err != nil {
+		return err
+	}
+	rollback.push(func() { _ = ipamcall.Del(ctx, conf.IPAM.Type, args) })
+	if len(res.IPs) == 0 {
+		return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned no addresses", conf.IPAM.Type)
+	}
+
+	podLink, err := podH.LinkByName(args.IfName)
+	if err != nil {
+		return fmt.Errorf("look up %s in %s: %w", args.IfName, args.Netns, err)
+	}
+
+	// Interfaces in the result: the bridge (bridge mode), host veth, pod.
+	result := &current.Result{CNIVersion: current.ImplementedSpecVersion, DNS: res.DNS}
+	if result.DNS.IsEmpty() {
+		result.DNS = conf.DNS
+	}
+	if br != nil {
+		result.Interfaces = append(result.Interfaces, &current.Interface{Name: br.Attrs().Name, Mac: br.Attrs().HardwareAddr.String()})
+	}
+	result.Interfaces = append(result.Interfaces,
+		&current.Interface{Name: hostName, Mac: hostLink.Attrs().HardwareAddr.String(), Mtu: conf.MTU},
+		&current.Interface{Name: args.IfName, Mac: podLink.Attrs().HardwareAddr.String(), Mtu: conf.MTU, Sandbox: args.Netns})
+	podIdx := len(result.Interfaces) - 1
+
+	routed := conf.Mode == netconf.ModeRouted
+	gws := map[bool]net.IP{} // by "is IPv6"
+	var podIPs []*net.IPNet
+	for _, ipc := range res.IPs {
+		v6 := ipc.Address.IP.To4() == nil
+		addr := ipc.Address
+		gw := ipc.Gateway
+		if gw == nil && (conf.Gateway || routed) {
+			gw = firstIP(&addr)
+		}
+		if gw != nil && gw.Equal(addr.IP) {
+			return codeErr(types.ErrInvalidNetworkConfig, "ipam gave the gateway %s as pod address", gw)
+		}
+		if routed {
+			bits := 32
+			if v6 {
+				bits = 128
+			}
+			addr = net.IPNet{IP: addr.IP, Mask: net.CIDRMask(bits, bits)}
+		}
+		if err = link.AddAddr(podH, podLink, &addr); err != nil {
+			return err
+		}
+		if gw != nil && gws[v6] == nil {
+			gws[v6] = gw
+		}
+		podIPs = append(podIPs, &net.IPNet{IP: addr.IP, Mask: addr.Mask})
+		result.IPs = append(result.IPs, &current.IPConfig{Address: addr, Gateway: gw, Interface: current.Int(podIdx)})
+
+		switch {
+		case routed:
+			if err = link.AddAddr(hostH, hostLink, hostNet(gw)); err != nil {
+				return err
+			}
+			if err = addRoute(hostH, &netlink.Route{LinkIndex: hostLink.Attrs().Index, Dst: hostNet(addr.IP), Scope: netlink.SCOPE_LINK}); err != nil {
+				return fmt.Errorf("host route to %s: %w", addr.IP, err)
+			}
+		case conf.Gateway:
+			// The gateway address lives on the shared bridge; it stays after DEL.
+			if err = link.AddAddr(hostH, br, &net.IPNet{IP: gw, Mask: ipc.Address.Mask}); err != nil {
+				return err
+			}
+		}
+		if routed || conf.Gateway || conf.IPMasq {
+			if err = link.EnableForwarding(v6); err != nil {
+				return err
+			}
+		}
+	}
+
+	if err = podH.LinkSetUp(podLink); err != nil {
+		return fmt.Errorf("set %s up: %w", args.IfName, err)
+	}
+
+	// Routes in the pod: a link route to the gateway when it is not on a
+	// connected subnet (routed), a default route via the gateway, then IPAM's.
+	haveDefault := map[bool]bool{}
+	for _, r := range res.Routes {
+		if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+			haveDefault[r.Dst.IP.To4() == nil] = true
+		}
+	}
+	for v6, gw := range gws {
+		if routed {
+			if err = addRoute(podH, &netlink.Route{LinkIndex: podLink.Attrs().Index, Dst: hostNet(gw), Scope: netlink.SCOPE_LINK}); err != nil {
+				return fmt.Errorf("pod route to gateway %s: %w", gw, err)
+			}
+		}
+		if (conf.Gateway || routed) && !haveDefault[v6] {
+			dst := defaultNet(v6)
+			if err = addRoute(podH, &netlink.Route{LinkIndex: podLink.Attrs().Index, Dst: dst, Gw: gw}); err != nil {
+				return fmt.Errorf("pod default route via %s: %w", gw, err)
+			}
+			result.Routes = append(result.Routes, &types.Route{Dst: *dst, GW: gw})
+		}
+	}
+	for _, r := range res.Routes {
+		gw := r.GW
+		if gw == nil {
+			gw = gws[r.Dst.IP.To4() == nil]
+		}
+		dst := r.Dst
+		rt := &netlink.Route{LinkIndex: podLink.Attrs().Index, Dst: &dst, Gw: gw, Priority: r.Priority, MTU: r.MTU, AdvMSS: r.AdvMSS}
+		if gw == nil {
+			rt.Scope = netlink.SCOPE_LINK
+		}
+		if err = addRoute(podH, rt); err != nil {
+			return fmt.Errorf("pod route %s: %w", dst.String(), err)
+		}
+		rc := *r
+		rc.GW = gw
+		result.Routes = append(result.Routes, &rc)
+	}
+
+	if conf.IPMasq {
+		if err = masq.Add(conf.Name, args.ContainerID, args.IfName, k8s.Pod(), podIPs); err != nil {
+			return err
+		}
+		rollback.push(func() { _ = masq.Del(conf.Name, args.ContainerID, args.IfName) })
+	}
+
+	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)
+	return types.PrintResult(result, conf.CNIVersion)
+}
+
+func addRoute(h *netlink.Handle, r *netlink.Route) error {
+	if err := h.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}
+
+// firstIP is the subnet's first host address: the gateway when IPAM names none.
+func firstIP(ipn *net.IPNet) net.IP {
+	ip := ipn.IP.Mask(ipn.Mask)
+	out := make(net.IP, len(ip))
+	copy(out, ip)
+	for i := len(out) - 1; i >= 0; i-- {
+		out[i]++
+		if out[i] != 0 {
+			break
+		}
+	}
+	return out
+}
+
+func hostNet(ip net.IP) *net.IPNet {
+	if v4 := ip.To4(); v4 != nil {
+		return &net.IPNet{IP: v4, Mask: net.CIDRMask(32, 32)}
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}
+}
+
+func defaultNet(v6 bool) *net.IPNet {
+	if v6 {
+		return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	}
+	return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+}

@@ -1,0 +1,294 @@
+//go:build linux
+
+package cniplugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/ipamcall"
+	"github.com/podns/podns/pkg/link"
+	"github.com/podns/podns/pkg/masq"
+	"github.com/podns/podns/pkg/netconf"
+)
+
+// Del is CNI DEL: release IPAM, remove the host veth (and with it the pod
+// end) and the masquerade rules. Nothing here needs the pod's netns, so it
+// works the same when the netns, link or lease is already gone.
+func Del(args *skel.CmdArgs) error { return toCNI(del(args)) }
+
+func del(args *skel.CmdArgs) error {
+	conf, err := netconf.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	k8s, _ := netconf.ParseArgs(args.Args)
+	log, closeLog := logger(conf)
+	defer closeLog()
+	log = log.With("containerID", args.ContainerID, "ifname", args.IfName, "pod", k8s.Pod())
+
+	var errs []error
+	if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
+		errs = append(errs, err)
+	}
+	host := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
+	if err := link.DeleteByName(&netlink.Handle{}, host); err != nil {
+		errs = append(errs, err)
+	}
+	// Always look: ipMasq may have been switched off since ADD.
+	if err := masq.Del(conf.Name, args.ContainerID, args.IfName); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		log.Error("DEL failed", "err", errors.Join(errs...))
+		return errs[0]
+	}
+	log.Info("DEL", "hostVeth", host)
+	return nil
+}
+
+// Check is CNI CHECK: IPAM first, then the pod interface, its addresses and
+// routes, the host side and the masquerade rules against prevResult.
+func Check(args *skel.CmdArgs) error { return toCNI(check(args)) }
+
+func check(args *skel.CmdArgs) error {
+	conf, err := netconf.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if conf.PrevResult == nil {
+		return codeErr(types.ErrInvalidNetworkConfig, "CHECK needs prevResult")
+	}
+	prev, err := current.NewResultFromResult(conf.PrevResult)
+	if err != nil {
+		return codeErr(types.ErrDecodingFailure, "prevResult: %v", err)
+	}
+	if err := ipamcall.Check(context.Background(), conf.IPAM.Type, args); err != nil {
+		return err
+	}
+
+	podIdx := -1
+	for i, in := range prev.Interfaces {
+		if in.Name == args.IfName && in.Sandbox != "" {
+			podIdx = i
+		}
+	}
+	if podIdx < 0 {
+		return fmt.Errorf("prevResult has no interface %s in a sandbox", args.IfName)
+	}
+	want := prev.Interfaces[podIdx]
+
+	podNS, err := openPodNS(args.Netns)
+	if err != nil {
+		return err
+	}
+	defer podNS.Close()
+	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", args.Netns, err)
+	}
+	defer podH.Close()
+	pl, err := podH.LinkByName(args.IfName)
+	if err != nil {
+		return fmt.Errorf("interface %s in %s: %w", args.IfName, args.Netns, err)
+	}
+	if want.Mac != "" && want.Mac != pl.Attrs().HardwareAddr.String() {
+		return fmt.Errorf("interface %s has MAC %s, prevResult says %s", args.IfName, pl.Attrs().HardwareAddr, want.Mac)
+	}
+	if conf.MTU != 0 && pl.Attrs().MTU != conf.MTU {
+		return fmt.Errorf("interface %s has MTU %d, config says %d", args.IfName, pl.Attrs().MTU, conf.MTU)
+	}
+	if pl.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("interface %s is down", args.IfName)
+	}
+
+	addrs, err := podH.AddrList(pl, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", args.IfName, err)
+	}
+	var podIPs []*net.IPNet
+	for _, ipc := range prev.IPs {
+		if ipc.Interface != nil && *ipc.Interface != podIdx {
+			continue
+		}
+		found := false
+		for _, a := range addrs {
+			if a.IP.Equal(ipc.Address.IP) && a.Mask.String() == ipc.Address.Mask.String() {
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("address %s missing on %s", ipc.Address.String(), args.IfName)
+		}
+		a := ipc.Address
+		podIPs = append(podIPs, &a)
+	}
+
+	routes, err := podH.RouteList(pl, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("list routes of %s: %w", args.IfName, err)
+	}
+	for _, r := range prev.Routes {
+		if !haveRoute(routes, r) {
+			return fmt.Errorf("route %s missing in %s", r.String(), args.Netns)
+		}
+	}
+
+	hostH := &netlink.Handle{}
+	hostName := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
+	hl, err := hostH.LinkByName(hostName)
+	if err != nil {
+		return fmt.Errorf("host veth %s: %w", hostName, err)
+	}
+	if conf.Mode == netconf.ModeBridge {
+		br, err := hostH.LinkByName(conf.Bridge)
+		if err != nil {
+			return fmt.Errorf("bridge %s: %w", conf.Bridge, err)
+		}
+		if hl.Attrs().MasterIndex != br.Attrs().Index {
+			return fmt.Errorf("host veth %s is not a port of bridge %s", hostName, conf.Bridge)
+		}
+	} else {
+		hroutes, err := hostH.RouteList(hl, netlink.FAMILY_ALL)
+		if err != nil {
+			return fmt.Errorf("list routes of %s: %w", hostName, err)
+		}
+		for _, ip := range podIPs {
+			if !haveRoute(hroutes, &types.Route{Dst: *hostNet(ip.IP)}) {
+				return fmt.Errorf("host route to %s via %s missing", ip.IP, hostName)
+			}
+		}
+	}
+	if conf.IPMasq {
+		if err := masq.Check(conf.Name, args.ContainerID, args.IfName, podIPs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func haveRoute(routes []netlink.Route, want *types.Route) bool {
+	wantOnes, _ := want.Dst.Mask.Size()
+	for _, r := range routes {
+		if r.Dst == nil {
+			// The kernel's default route has no RTA_DST.
+			if wantOnes != 0 {
+				continue
+			}
+			if (r.Gw == nil) != (want.GW == nil) || (want.GW != nil && !r.Gw.Equal(want.GW)) {
+				continue
+			}
+			if (r.Gw != nil && (r.Gw.To4() == nil) != (want.Dst.IP.To4() == nil)) || (r.Gw == nil && r.Family == unix.AF_INET6 != (want.Dst.IP.To4() == nil)) {
+				continue
+			}
+			return true
+		}
+		if r.Dst.String() != want.Dst.String() {
+			continue
+		}
+		if want.GW != nil && !want.GW.Equal(r.Gw) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// Status is CNI STATUS: can an ADD be served now? IPAM is asked, the bridge
+// name must not be taken by another kind of link, nftables must answer.
+func Status(args *skel.CmdArgs) error { return toCNI(status(args)) }
+
+func status(args *skel.CmdArgs) error {
+	conf, err := netconf.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if conf.Mode == netconf.ModeBridge {
+		l, err := (&netlink.Handle{}).LinkByName(conf.Bridge)
+		if err == nil {
+			if _, ok := l.(*netlink.Bridge); !ok {
+				return codeErr(types.ErrPluginNotAvailable, "bridge %s is unusable: it exists as a %s link", conf.Bridge, l.Type())
+			}
+		} else if !link.IsNotFound(err) {
+			return codeErr(types.ErrPluginNotAvailable, "bridge %s: %v", conf.Bridge, err)
+		}
+	}
+	if conf.IPMasq {
+		c, err := nftables.New()
+		if err == nil {
+			_, err = c.ListTableOfFamily(masq.TableName, nftables.TableFamilyINet)
+		}
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return codeErr(types.ErrPluginNotAvailable, "nftables unusable for ipMasq: %v", err)
+		}
+	}
+	if err := ipamcall.Status(context.Background(), conf.IPAM.Type, args); err != nil {
+		var te *types.Error
+		if errors.As(err, &te) && (te.Code == types.ErrPluginNotAvailable || te.Code == types.ErrLimitedConnectivity) {
+			return err
+		}
+		return codeErr(types.ErrPluginNotAvailable, "%v", err)
+	}
+	return nil
+}
+
+// GC is CNI GC: remove host links and masquerade rules of this network's
+// attachments that cni.dev/valid-attachments does not list, keep going on
+// errors, then let IPAM release its stale allocations.
+func GC(args *skel.CmdArgs) error { return toCNI(gc(args)) }
+
+func gc(args *skel.CmdArgs) error {
+	conf, err := netconf.Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	log, closeLog := logger(conf)
+	defer closeLog()
+	valid := map[masq.Attachment]bool{}
+	for _, a := range conf.ValidAttachments {
+		valid[masq.Attachment{ContainerID: a.ContainerID, IfName: a.IfName}] = true
+	}
+	var errs []error
+	hostH := &netlink.Handle{}
+	links, err := hostH.LinkList()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list links: %w", err))
+	}
+	for _, l := range links {
+		netName, id, ifn, pod, ok := link.ParseAlias(l.Attrs().Alias)
+		if !ok || netName != conf.Name || valid[masq.Attachment{ContainerID: id, IfName: ifn}] {
+			continue
+		}
+		if err := hostH.LinkDel(l); err != nil && !link.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete stale %s: %w", l.Attrs().Name, err))
+			continue
+		}
+		log.Info("GC removed host veth", "hostVeth", l.Attrs().Name, "containerID", id, "ifname", ifn, "pod", pod)
+	}
+	if err := masq.Remove(conf.Name, func(a masq.Attachment) bool {
+		if valid[a] {
+			return false
+		}
+		log.Info("GC removes masquerade rules", "containerID", a.ContainerID, "ifname", a.IfName)
+		return true
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ipamcall.GC(context.Background(), conf.IPAM.Type, args); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		log.Error("GC incomplete", "err", errors.Join(errs...))
+		return errors.Join(errs...)
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+//go:build linux
+
+// Package link creates and removes the links podns wires a pod with: the
+// veth pair, the bridge, addresses and routes, and the sysctls they need.
+package link
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// AliasPrefix starts the alias of every host veth podns creates, so GC can
+// tell its links from anyone else's.
+const AliasPrefix = "podns "
+
+// HostVethName is the host end's name for one attachment: derived from the
+// network, container ID and interface, so DEL and GC find it without the
+// pod's netns or any state.
+func HostVethName(network, containerID, ifname string) string {
+	h := sha256.Sum256([]byte(network + "\x00" + containerID + "\x00" + ifname))
+	return "pn" + hex.EncodeToString(h[:])[:11]
+}
+
+// Alias is what podns writes into a host veth's alias: which attachment it
+// belongs to and, when known, the pod. The kernel keeps up to 255 bytes.
+func Alias(network, containerID, ifname, pod string) string {
+	s := fmt.Sprintf("%snet=%s id=%s if=%s", AliasPrefix, network, containerID, ifname)
+	if pod != "" {
+		s += " pod=" + pod
+	}
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return s
+}
+
+// ParseAlias returns the attachment fields of an alias written by Alias.
+func ParseAlias(alias string) (network, containerID, ifname, pod string, ok bool) {
+	if !strings.HasPrefix(alias, AliasPrefix) {
+		return "", "", "", "", false
+	}
+	for _, f := range strings.Fields(alias[len(AliasPrefix):]) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "net":
+			network = v
+		case "id":
+			containerID = v
+		case "if":
+			ifname = v
+		case "pod":
+			pod = v
+		}
+	}
+	return network, containerID, ifname, pod, network != "" && containerID != "" && ifname != ""
+}
+
+// ErrNotBridge is returned when the configured bridge name is taken by a
+// link of another kind.
+var ErrNotBridge = errors.New("exists and is not a bridge")
+
+// EnsureBridge returns the named bridge, creating it (up) if missing.
+func EnsureBridge(h *netlink.Handle, name string, mtu int) (*netlink.Bridge, error) {
+	l, err := h.LinkByName(name)
+	if err == nil {
+		br, ok := l.(*netlink.Bridge)
+		if !ok {
+			return nil, fmt.Errorf("bridge %s: %w (it is a %s)", name, ErrNotBridge, l.Type())
+		}
+		if br.Attrs().Flags&net.FlagUp == 0 {
+			if err := h.LinkSetUp(br); err != nil {
+				return nil, fmt.Errorf("set bridge %s up: %w", name, err)
+			}
+		}
+		return br, nil
+	}
+	if !IsNotFound(err) {
+		return nil, fmt.Errorf("look up bridge %s: %w", name, err)
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = name
+	la.MTU = mtu
+	la.Flags = net.FlagUp
+	br := &netlink.Bridge{LinkAttrs: la}
+	if err := h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("create bridge %s: %w", name, err)
+	}
+	// Another ADD may have created it first; either way read it back.
+	l, err = h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("look up bridge %s: %w", name, err)
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("bridge %s: %w", name, ErrNotBridge)
+	}
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(br); err != nil {
+			return nil, fmt.Errorf("set bridge %s up: %w", name, err)
+		}
+	}
+	return br, nil
+}
+
+// VethSpec describes one veth pair, created from the host side with the
+// peer placed straight into the pod's netns in the same request.
+type VethSpec struct {
+	HostName    string
+	PodName     string
+	PodNSFd     int
+	MTU         int
+	PodMAC      net.HardwareAddr
+	MasterIndex int // bridge to enslave the host end to, 0 for none
+}
+
+// ErrPodIfExists means the pod's netns already has an interface of that name.
+var ErrPodIfExists = errors.New("interface already exists")
+
+// CreateVeth makes the pair in one netlink request; the host end comes up
+// at once. It returns the host end.
+func CreateVeth(h *netlink.Handle, s VethSpec) (netlink.Link, error) {
+	la := netlink.NewLinkAttrs()
+	la.Name = s.HostName
+	la.MTU = s.MTU
+	la.Flags = net.FlagUp
+	la.MasterIndex = s.MasterIndex
+	v := &netlink.Veth{
+		LinkAttrs:        la,
+		PeerName:         s.PodName,
+		PeerNamespace:    netlink.NsFd(s.PodNSFd),
+		PeerHardwareAddr: s.PodMAC,
+	}
+	if s.MTU > 0 {
+		v.PeerMTU = uint32(s.MTU)
+	}
+	if err := h.LinkAdd(v); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// Tell apart a stale host end from a taken pod interface.
+			if _, lerr := h.LinkByName(s.HostName); lerr == nil {
+				return nil, fmt.Errorf("host veth %s: %w", s.HostName, ErrPodIfExists)
+			}
+			return nil, fmt.Errorf("%s in the pod netns: %w", s.PodName, ErrPodIfExists)
+		}
+		return nil, fmt.Errorf("create veth %s/%s: %w", s.HostName, s.PodName, err)
+	}
+	return v, nil
+}
+
+// DeleteByName removes a link; a missing link is not an error.
+func DeleteByName(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		if IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := h.LinkDel(l); err != nil && !IsNotFound(err) {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// IsNotFound reports whether a netlink error means "no such link/address/route".
+func IsNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH)
+}
+
+// AddAddr adds an address without duplicate address detection, so the pod
+// can use an IPv6 address at once; an address already there is fine.
+func AddAddr(h *netlink.Handle, l netlink.Link, ipn *net.IPNet) error {
+	a := &netlink.Addr{IPNet: ipn}
+	if ipn.IP.To4() == nil {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add address %s to %s: %w", ipn, l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// EnableForwarding turns on IPv4 or IPv6 forwarding in the current netns,
+// writing only when it is off.
+func EnableForwarding(v6 bool) error {
+	f := "/proc/sys/net/ipv4/ip_forward"
+	if v6 {
+		f = "/proc/sys/net/ipv6/conf/all/forwarding"
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", f, err)
+	}
+	if strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable forwarding %s: %w", f, err)
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+//go:build linux
+
+// Package masq keeps podns's source NAT in nftables, through netlink (no
+// nft or iptables exec). Everything lives in the inet table "podns": one
+// postrouting nat chain per network, one masquerade rule per pod address,
+// each rule tagged with a comment naming its attachment (container ID and
+// interface), so DEL and GC can find it with the pod's netns long gone.
+package masq
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// TableName is the nftables table podns owns; it touches no other.
+const TableName = "podns"
+
+var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
+
+// ChainName is the nat chain of one network.
+func ChainName(network string) string { return "masq-" + network }
+
+func chain(network string) *nftables.Chain {
+	return &nftables.Chain{
+		Name:     ChainName(network),
+		Table:    table,
+		Type:     nftables.ChainTypeNAT,
+		Hooknum:  nftables.ChainHookPostrouting,
+		Priority: nftables.ChainPriorityNATSource,
+	}
+}
+
+// Comment is the tag of an attachment's rules. The pod part is informative
+// only; matching uses the container ID and interface.
+func Comment(containerID, ifname, pod string) string {
+	s := "id=" + containerID + " if=" + ifname
+	if pod != "" {
+		s += " pod=" + pod
+	}
+	if len(s) > 250 {
+		s = s[:250]
+	}
+	return s
+}
+
+func parseComment(c string) (containerID, ifname string, ok bool) {
+	for _, f := range strings.Fields(c) {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "id":
+			containerID = v
+		case "if":
+			ifname = v
+		}
+	}
+	return containerID, ifname, containerID != "" && ifname != ""
+}
+
+// Add installs masquerading for traffic from each address in ipns to
+// anywhere outside its subnet (and not multicast), in one netlink batch.
+func Add(network, containerID, ifname, pod string, ipns []*net.IPNet) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	c.AddTable(table)
+	ch := c.AddChain(chain(network))
+	ud := userdata.AppendString(nil, userdata.TypeComment, Comment(containerID, ifname, pod))
+	for _, ipn := range ipns {
+		c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: masqExprs(ipn), UserData: ud})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("add masquerade rules for %s/%s: %w", containerID, ifname, err)
+	}
+	return nil
+}
+
+func masqExprs(ipn *net.IPNet) []expr.Any {
+	proto, saddrOff, daddrOff, alen := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16), uint32(4)
+	ip := ipn.IP.To4()
+	mcast := &net.IPNet{IP: net.IPv4(224, 0, 0, 0).To4(), Mask: net.CIDRMask(4, 32)}
+	if ip == nil {
+		proto, saddrOff, daddrOff, alen = unix.NFPROTO_IPV6, 8, 24, 16
+		ip = ipn.IP.To16()
+		mcast = &net.IPNet{IP: net.ParseIP("ff00::"), Mask: net.CIDRMask(8, 128)}
+	}
+	mask := ipn.Mask
+	if len(mask) != int(alen) {
+		mask = net.CIDRMask(len(mask)*8, int(alen)*8)
+	}
+	subnet := &net.IPNet{IP: ip.Mask(mask), Mask: mask}
+	ex := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddrOff, Len: alen},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(ip)},
+	}
+	for _, n := range []*net.IPNet{subnet, mcast} {
+		ex = append(ex,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: alen},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: alen, Mask: []byte(n.Mask), Xor: make([]byte, alen)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(n.IP.Mask(n.Mask))},
+		)
+	}
+	return append(ex, &expr.Masq{})
+}
+
+// rules returns the network's rules; a missing table or chain is no rules.
+func rules(c *nftables.Conn, network string) ([]*nftables.Rule, error) {
+	rs, err := c.GetRules(table, &nftables.Chain{Name: ChainName(network), Table: table})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list rules of chain %s: %w", ChainName(network), err)
+	}
+	return rs, nil
+}
+
+// Attachment names one pod interface: what masquerade rules are keyed by.
+type Attachment struct{ ContainerID, IfName string }
+
+// Attachments lists the attachments that have rules in the network's chain.
+func Attachments(network string) ([]Attachment, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	rs, err := rules(c, network)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[Attachment]bool{}
+	var out []Attachment
+	for _, r := range rs {
+		cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+		id, ifn, ok := parseComment(cm)
+		a := Attachment{id, ifn}
+		if ok && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes the rules of the attachments for which drop returns true.
+// A missing table or chain is not an error.
+func Remove(network string, drop func(Attachment) bool) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	rs, err := rules(c, network)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range rs {
+		cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+		id, ifn, ok := parseComment(cm)
+		if !ok || !drop(Attachment{id, ifn}) {
+			continue
+		}
+		if err := c.DelRule(r); err != nil {
+			return fmt.Errorf("delete rule %d: %w", r.Handle, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete masquerade rules: %w", err)
+	}
+	return nil
+}
+
+// Del removes one attachment's rules.
+func Del(network, containerID, ifname string) error {
+	return Remove(network, func(a Attachment) bool {
+		return a.ContainerID == containerID && a.IfName == ifname
+	})
+}
+
+// Check verifies that every address in ips has its masquerade rule.
+func Check(network, containerID, ifname string, ips []*net.IPNet) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	rs, err := rules(c, network)
+	if err != nil {
+		return err
+	}
+	for _, ipn := range ips {
+		want := masqExprs(ipn)
+		found := false
+		for _, r := range rs {
+			cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			id, ifn, ok := parseComment(cm)
+			if ok && id == containerID && ifn == ifname && sameSaddr(r.Exprs, want) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("no masquerade rule for %s in chain %s", ipn.IP, ChainName(network))
+		}
+	}
+	return nil
+}
+
+// sameSaddr compares the source address a rule matches (its 4th expression).
+func sameSaddr(got, want []expr.Any) bool {
+	if len(got) < 4 {
+		return false
+	}
+	g, ok1 := got[3].(*expr.Cmp)
+	w, ok2 := want[3].(*expr.Cmp)
+	return ok1 && ok2 && string(g.Data) == string(w.Data)
+}

@@ -1,0 +1,200 @@
+// Package netconf parses and validates the podns plugin's network
+// configuration and the CNI_ARGS a runtime passes with it.
+package netconf
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// Modes the plugin can wire a pod in.
+const (
+	ModeBridge = "bridge"
+	ModeRouted = "routed"
+)
+
+// DefaultBridge is the bridge used in bridge mode when "bridge" is unset.
+const DefaultBridge = "podns0"
+
+// SupportedVersions are the CNI spec versions podns accepts in a config.
+var SupportedVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+
+// NetConf is the podns plugin configuration.
+type NetConf struct {
+	types.PluginConf
+
+	Mode        string `json:"mode,omitempty"`
+	Bridge      string `json:"bridge,omitempty"`
+	IsGateway   *bool  `json:"isGateway,omitempty"`
+	HairpinMode bool   `json:"hairpinMode,omitempty"`
+	MTU         int    `json:"mtu,omitempty"`
+	IPMasq      bool   `json:"ipMasq,omitempty"`
+	LogFile     string `json:"logFile,omitempty"`
+	LogLevel    string `json:"logLevel,omitempty"`
+
+	RuntimeConfig struct {
+		Mac string `json:"mac,omitempty"`
+	} `json:"runtimeConfig,omitempty"`
+	Args struct {
+		Cni struct {
+			Mac string `json:"mac,omitempty"`
+		} `json:"cni,omitempty"`
+	} `json:"args,omitempty"`
+
+	// Filled in by Parse from the fields above.
+	Gateway bool             `json:"-"`
+	MAC     net.HardwareAddr `json:"-"`
+}
+
+func invalid(format string, a ...any) error {
+	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
+}
+
+// Parse decodes and validates stdin bytes. prevResult, when present, is
+// parsed into PluginConf.PrevResult. Errors carry the CNI code to return.
+func Parse(stdin []byte) (*NetConf, error) {
+	n := &NetConf{}
+	if err := json.Unmarshal(stdin, n); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")
+	}
+	if n.Type == "" {
+		return nil, invalid("network config has no \"type\"")
+	}
+	if n.Name == "" {
+		return nil, invalid("network config has no \"name\"")
+	}
+	if n.CNIVersion == "" {
+		n.CNIVersion = "0.1.0"
+	}
+	if !isSupported(n.CNIVersion) {
+		return nil, types.NewError(types.ErrIncompatibleCNIVersion,
+			fmt.Sprintf("cniVersion %q is not supported", n.CNIVersion),
+			"supported: "+strings.Join(SupportedVersions, ", "))
+	}
+	switch n.Mode {
+	case "":
+		n.Mode = ModeBridge
+	case ModeBridge, ModeRouted:
+	default:
+		return nil, invalid("unsupported mode %q (want %q or %q)", n.Mode, ModeBridge, ModeRouted)
+	}
+	if n.Mode == ModeBridge {
+		if n.Bridge == "" {
+			n.Bridge = DefaultBridge
+		}
+		if err := validIfName(n.Bridge); err != nil {
+			return nil, invalid("bridge %q: %v", n.Bridge, err)
+		}
+	} else if n.Bridge != "" {
+		return nil, invalid("\"bridge\" is not used in routed mode")
+	}
+	n.Gateway = n.IsGateway == nil || *n.IsGateway
+	if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65535) {
+		return nil, invalid("mtu %d out of range 68..65535", n.MTU)
+	}
+	if n.IPAM.Type == "" {
+		return nil, invalid("network config has no \"ipam\" with a \"type\"")
+	}
+	if strings.ContainsAny(n.IPAM.Type, "/\\") || n.IPAM.Type == "." || n.IPAM.Type == ".." {
+		return nil, invalid("ipam.type %q is not a plugin name", n.IPAM.Type)
+	}
+	switch strings.ToLower(n.LogLevel) {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, invalid("logLevel %q: want debug, info, warn or error", n.LogLevel)
+	}
+	mac := n.RuntimeConfig.Mac
+	if mac == "" {
+		mac = n.Args.Cni.Mac
+	}
+	if mac != "" {
+		hw, err := net.ParseMAC(mac)
+		if err != nil || len(hw) != 6 {
+			return nil, invalid("mac %q is not an Ethernet address", mac)
+		}
+		if hw[0]&1 == 1 {
+			return nil, invalid("mac %q is a multicast address", mac)
+		}
+		n.MAC = hw
+	}
+	if n.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&n.PluginConf); err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("parse prevResult: %v", err), "")
+		}
+	}
+	return n, nil
+}
+
+func isSupported(v string) bool {
+	for _, s := range SupportedVersions {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// validIfName applies the kernel's rules for an interface name.
+func validIfName(name string) error {
+	if name == "" || len(name) > 15 {
+		return fmt.Errorf("must be 1 to 15 bytes")
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+		return fmt.Errorf("not a valid interface name")
+	}
+	return nil
+}
+
+// K8sArgs are the pod identity fields kubelets and containerd pass in CNI_ARGS.
+type K8sArgs struct {
+	Namespace   string
+	Name        string
+	InfraID     string
+	UID         string
+	IgnoreUnkwn bool
+}
+
+// ParseArgs reads CNI_ARGS ("K=V;K=V"). Unknown keys are accepted: runtimes
+// send IgnoreUnknown=1 and podns has no args of its own to reject.
+func ParseArgs(s string) (K8sArgs, error) {
+	var a K8sArgs
+	if s == "" {
+		return a, nil
+	}
+	for _, kv := range strings.Split(s, ";") {
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return a, types.NewError(types.ErrInvalidEnvironmentVariables,
+				fmt.Sprintf("CNI_ARGS: %q is not KEY=VALUE", kv), "")
+		}
+		switch k {
+		case "K8S_POD_NAMESPACE":
+			a.Namespace = v
+		case "K8S_POD_NAME":
+			a.Name = v
+		case "K8S_POD_INFRA_CONTAINER_ID":
+			a.InfraID = v
+		case "K8S_POD_UID":
+			a.UID = v
+		case "IgnoreUnknown":
+			a.IgnoreUnkwn = v == "1" || strings.EqualFold(v, "true")
+		}
+	}
+	return a, nil
+}
+
+// Pod returns "namespace/name" when the runtime named the pod, else "".
+func (a K8sArgs) Pod() string {
+	if a.Name == "" {
+		return ""
+	}
+	return a.Namespace + "/" + a.Name
+}
