@@ -1,0 +1,27 @@
+//go:build linux
+
+package ipamcall
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/podns/podns/pkg/ipam"
+)
+
+// podnsIPAM serves ipam.type "podns-ipam" from pkg/ipam in this process.
+type podnsIPAM struct{}
+
+func (podnsIPAM) Add(a *skel.CmdArgs) (types.Result, error) {
+	r, err := ipam.CmdAdd(a)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+func (podnsIPAM) Del(a *skel.CmdArgs) error    { return ipam.CmdDel(a) }
+func (podnsIPAM) Check(a *skel.CmdArgs) error  { return ipam.CmdCheck(a) }
+func (podnsIPAM) Status(a *skel.CmdArgs) error { return ipam.CmdStatus(a) }
+func (podnsIPAM) GC(a *skel.CmdArgs) error     { return ipam.CmdGC(a) }
+
+func init() { inProcess = podnsIPAM{} }
