@@ -1,0 +1,364 @@
+//go:build linux
+
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+// namePrefix starts every netns, bridge and network the bench creates, so a
+// sweep after a crash finds exactly its own leftovers.
+const namePrefix = "pnb"
+
+// benchBase is the /16 the bench carves its /21 subnets from; it is used only
+// on the bench's own bridges and namespaces.
+const benchBase = "10.147.0.0/16"
+
+var errInterrupted = errors.New("interrupted")
+
+// Bench owns every resource a run creates and removes them all at the end.
+type Bench struct {
+	cfg      Config
+	id       string
+	prefix   string
+	stateDir string
+	report   *Report
+
+	stop atomic.Bool
+	seq  atomic.Int64
+
+	mu      sync.Mutex
+	live    map[*Attachment]via
+	nets    []*Net
+	procs   map[int]*exec.Cmd
+	subnets int
+}
+
+func newBench(cfg Config, r *Report) (*Bench, error) {
+	b := make([]byte, 2)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	id := hex.EncodeToString(b)
+	bn := &Bench{cfg: cfg, id: id, prefix: namePrefix + id, report: r,
+		live: map[*Attachment]via{}, procs: map[int]*exec.Cmd{}}
+	bn.stateDir = filepath.Join(stateRoot, bn.prefix)
+	if err := os.MkdirAll(bn.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	return bn, nil
+}
+
+const stateRoot = "/run/podns-bench"
+
+func (b *Bench) stopped() bool { return b.stop.Load() }
+
+// nextSubnet hands out the next /21 of benchBase.
+func (b *Bench) nextSubnet() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, base, _ := net.ParseCIDR(benchBase)
+	ip := base.IP.To4()
+	third := b.subnets * 8
+	b.subnets++
+	return fmt.Sprintf("%d.%d.%d.0/21", ip[0], ip[1], third)
+}
+
+// network creates a fresh network of impl with its own bridge and subnet.
+func (b *Bench) network(impl Impl, tag string, ipMasq bool, subnet string) (*Net, error) {
+	if subnet == "" {
+		subnet = b.nextSubnet()
+	}
+	k := len(b.nets)
+	n, err := newNet(impl, fmt.Sprintf("%s-%s-%s", b.prefix, impl.Side, tag),
+		fmt.Sprintf("%s-%d", b.prefix, k), subnet, b.stateDir, ipMasq)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.nets = append(b.nets, n)
+	b.mu.Unlock()
+	return n, nil
+}
+
+// prepare creates a fresh netns for a new attachment (not timed).
+func (b *Bench) prepare(n *Net) (*Attachment, error) {
+	k := b.seq.Add(1)
+	name := fmt.Sprintf("%s-%d", b.prefix, k)
+	path, err := newNetns(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Attachment{Net: n, ContainerID: fmt.Sprintf("%s%08d", b.prefix, k), NetnsName: name, NetnsPath: path, IfName: "eth0"}, nil
+}
+
+// add runs ADD for a prepared attachment. The attachment is registered before
+// ADD runs: every ADD, even a failed one, gets its DEL.
+func (b *Bench) add(a *Attachment, how via) (time.Duration, error) {
+	b.mu.Lock()
+	b.live[a] = how
+	b.mu.Unlock()
+	d, out, err := a.run("ADD", how)
+	if err == nil {
+		a.IPs = resultIPs(out)
+	}
+	return d, err
+}
+
+// del runs DEL and, when it succeeds, drops the attachment and its netns.
+func (b *Bench) del(a *Attachment, how via) (time.Duration, error) {
+	d, _, err := a.run("DEL", how)
+	if err != nil {
+		return d, err
+	}
+	b.mu.Lock()
+	delete(b.live, a)
+	b.mu.Unlock()
+	if a.NetnsName != "" {
+		if err := delNetns(a.NetnsName); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// attach = prepare + add.
+func (b *Bench) attach(n *Net, how via) (*Attachment, time.Duration, error) {
+	a, err := b.prepare(n)
+	if err != nil {
+		return nil, 0, err
+	}
+	d, err := b.add(a, how)
+	return a, d, err
+}
+
+// parallel runs f for i in [0,n) on at most workers goroutines.
+func parallel(n, workers int, f func(i int)) {
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// fill attaches pods to n until pods holds target of them, with progress.
+func (b *Bench) fill(n *Net, pods *[]*Attachment, target int, label string) error {
+	need := target - len(*pods)
+	if need <= 0 {
+		return nil
+	}
+	p := newProgress(label, need)
+	var mu sync.Mutex
+	var firstErr error
+	parallel(need, b.cfg.FillWorkers, func(int) {
+		if b.stopped() {
+			return
+		}
+		a, _, err := b.attach(n, viaExec)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			b.stop.Store(firstErr != nil && b.cfg.StopOnFillError)
+		}
+		if a != nil && err == nil {
+			*pods = append(*pods, a)
+		}
+		p.step()
+	})
+	p.done()
+	if b.stopped() {
+		if firstErr != nil {
+			return fmt.Errorf("fill %s: %w", n.Name, firstErr)
+		}
+		return errInterrupted
+	}
+	if len(*pods) < target {
+		return fmt.Errorf("fill %s: only %d of %d pods attached: %v", n.Name, len(*pods), target, firstErr)
+	}
+	return nil
+}
+
+// drain detaches every pod in pods.
+func (b *Bench) drain(pods *[]*Attachment, label string) {
+	list := *pods
+	if len(list) == 0 {
+		return
+	}
+	p := newProgress(label, len(list))
+	parallel(len(list), b.cfg.FillWorkers, func(i int) {
+		a := list[i]
+		if _, err := b.del(a, viaExec); err != nil {
+			warnf("drain: %v", err)
+		}
+		p.step()
+	})
+	p.done()
+	*pods = nil
+}
+
+// cleanup removes everything the run created; it is safe to call twice.
+func (b *Bench) cleanup() {
+	b.mu.Lock()
+	var live []*Attachment
+	hows := map[*Attachment]via{}
+	for a, how := range b.live {
+		live = append(live, a)
+		hows[a] = how
+	}
+	procs := b.procs
+	b.procs = map[int]*exec.Cmd{}
+	b.mu.Unlock()
+	for _, c := range procs {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+	}
+	if len(live) > 0 {
+		logf("cleanup: DEL of %d attachments still present", len(live))
+		parallel(len(live), 4, func(i int) {
+			a := live[i]
+			if _, err := b.del(a, hows[a]); err != nil {
+				warnf("cleanup: %v", err)
+				_ = delNetns(a.NetnsName)
+			}
+		})
+	}
+	for _, n := range b.nets {
+		if l, err := netlink.LinkByName(n.Bridge); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+		removeCNICache(n.Name)
+	}
+	sweepPrefix(b.prefix)
+	_ = os.RemoveAll(b.stateDir)
+}
+
+const cacheResultsDir = "/var/lib/cni/results"
+
+// removeCNICache drops libcni's cached results for one of the bench's networks.
+func removeCNICache(netName string) {
+	matches, _ := filepath.Glob(filepath.Join(cacheResultsDir, netName+"-*"))
+	for _, m := range matches {
+		_ = os.Remove(m)
+	}
+}
+
+// sweepPrefix removes netns, links, masquerade rules and state left by a run
+// whose names start with prefix (a crashed run, or leftovers of this one).
+func sweepPrefix(prefix string) {
+	entries, _ := os.ReadDir(netnsRunDir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			if err := delNetns(e.Name()); err != nil {
+				warnf("sweep: %v", err)
+			}
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, prefix) {
+			_ = netlink.LinkDel(l)
+		}
+	}
+	sweepIPTables(prefix)
+	matches, _ := filepath.Glob(filepath.Join(cacheResultsDir, prefix+"*"))
+	for _, m := range matches {
+		_ = os.Remove(m)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(stateRoot, prefix+"*"))
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// sweepIPTables deletes the reference plugins' per-pod masquerade chains
+// whose comment names one of the bench's networks, and the jumps to them.
+func sweepIPTables(prefix string) {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return
+	}
+	chains := map[string]bool{}
+	var jumps []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "-A POSTROUTING ") || !strings.Contains(line, `name: \"`+prefix) {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := range f {
+			if f[i] == "-j" && i+1 < len(f) {
+				chains[f[i+1]] = true
+			}
+		}
+		jumps = append(jumps, line)
+	}
+	for _, j := range jumps {
+		args := append([]string{"-t", "nat", "-D"}, splitRule(strings.TrimPrefix(j, "-A "))...)
+		_ = exec.Command("iptables", args...).Run()
+	}
+	var names []string
+	for c := range chains {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	for _, c := range names {
+		_ = exec.Command("iptables", "-t", "nat", "-F", c).Run()
+		_ = exec.Command("iptables", "-t", "nat", "-X", c).Run()
+	}
+}
+
+// splitRule splits an iptables-save rule into arguments, keeping quoted
+// comments (with \" escapes) as one argument.
+func splitRule(s string) []string {
+	var args []string
+	var cur strings.Builder
+	inQ := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && inQ && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+		case c == '"':
+			inQ = !inQ
+		case c == ' ' && !inQ:
+			if cur.Len() > 0 {
+				args = append(args, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	if cur.Len() > 0 {
+		args = append(args, cur.String())
+	}
+	return args
+}

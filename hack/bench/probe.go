@@ -1,0 +1,173 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// Probe is one cell of scenarios 1, 2 and 4: the same operation measured on
+// every side, interleaved, at one fill level.
+type Probe struct {
+	Scenario int              `json:"scenario"`
+	Group    string           `json:"group"`
+	Via      string           `json:"via"`
+	Op       string           `json:"op"`
+	Pods     int              `json:"pods"`
+	FillPct  int              `json:"fill_pct,omitempty"`
+	Stats    map[string]*Stat `json:"stats"`
+}
+
+// group is a set of networks, one per side, that answer the same question.
+type group struct {
+	name string
+	nets []*Net // podns first, then ref, then deb
+}
+
+// interleave runs op once per side per sample, alternating the side order
+// (A B, B A, ...) so drift on a shared machine hits both sides alike.
+func interleave(samples int, nets []*Net, stop func() bool, op func(i int, n *Net)) {
+	for i := 0; i < samples && !stop(); i++ {
+		for j := range nets {
+			k := j
+			if i%2 == 1 {
+				k = len(nets) - 1 - j
+			}
+			op(i, nets[k])
+		}
+	}
+}
+
+// probeAddDel measures one ADD into a fresh netns and its DEL, per side.
+func (b *Bench) probeAddDel(scenario int, g group, how via, pods, samples int) error {
+	add := map[*Net]*series{}
+	del := map[*Net]*series{}
+	for _, n := range g.nets {
+		add[n], del[n] = &series{}, &series{}
+		// One untimed warm-up per side: page cache, first bridge creation.
+		a, _, err := b.attach(n, how)
+		if a != nil {
+			_, derr := b.del(a, how)
+			if err == nil {
+				err = derr
+			}
+		}
+		if err != nil {
+			warnf("warm-up %s: %v", n.Name, err)
+		}
+	}
+	p := newProgress(fmt.Sprintf("scenario %d %s %s, %d pods", scenario, g.name, how, pods), samples*len(g.nets))
+	interleave(samples, g.nets, b.stopped, func(_ int, n *Net) {
+		a, d, err := b.attach(n, how)
+		add[n].add(d, err)
+		if a != nil {
+			d, err := b.del(a, how)
+			del[n].add(d, err)
+		}
+		p.step()
+	})
+	p.done()
+	if b.stopped() {
+		return errInterrupted
+	}
+	for _, op := range []struct {
+		name string
+		s    map[*Net]*series
+	}{{"ADD", add}, {"DEL", del}} {
+		pr := Probe{Scenario: scenario, Group: g.name, Via: string(how), Op: op.name, Pods: pods, Stats: map[string]*Stat{}}
+		for _, n := range g.nets {
+			pr.Stats[n.Impl.Side] = op.s[n].stat()
+		}
+		b.report.Probes = append(b.report.Probes, pr)
+	}
+	return nil
+}
+
+// scenarioPods runs scenario 1 (0 pods, bridge and routed, exec and cnitool)
+// and scenario 2 (the bridge probe with 100, 500, 1000 pods attached, filled
+// by the plugin under test).
+func (b *Bench) scenarioPods(run1, run2 bool) error {
+	bridge := group{name: "bridge+ipMasq"}
+	routed := group{name: "routed+ipMasq"}
+	for _, impl := range b.cfg.impls.bridge {
+		n, err := b.network(impl, "br", true, "")
+		if err != nil {
+			return err
+		}
+		bridge.nets = append(bridge.nets, n)
+	}
+	for _, impl := range b.cfg.impls.routed {
+		n, err := b.network(impl, "rt", true, "")
+		if err != nil {
+			return err
+		}
+		routed.nets = append(routed.nets, n)
+	}
+	if run1 {
+		logf("scenario 1: one ADD and one DEL into a fresh netns, 0 other pods")
+		for _, how := range []via{viaExec, viaCnitool} {
+			for _, g := range []group{bridge, routed} {
+				if err := b.probeAddDel(1, g, how, 0, b.cfg.Samples); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if !run2 {
+		return nil
+	}
+	logf("scenario 2: the bridge probe as pods accumulate (podns vs reference v1.10.0)")
+	// Debian's column is left out here: filling it costs as much as the
+	// reference's and answers nothing new.
+	g := group{name: bridge.name}
+	for _, n := range bridge.nets {
+		if n.Impl.Side != "deb" {
+			g.nets = append(g.nets, n)
+		}
+	}
+	pods := map[*Net]*[]*Attachment{}
+	for _, n := range g.nets {
+		pods[n] = &[]*Attachment{}
+	}
+	defer func() {
+		for _, n := range g.nets {
+			b.drain(pods[n], "remove the pods of "+n.Impl.Label)
+		}
+	}()
+	len0 := map[*Net]int{}
+	for _, level := range b.cfg.Levels {
+		if level > 0 {
+			for _, n := range g.nets {
+				t0 := time.Now()
+				len0[n] = len(*pods[n])
+				if err := b.fill(n, pods[n], level, fmt.Sprintf("fill %s to %d pods", n.Impl.Label, level)); err != nil {
+					return err
+				}
+				b.report.Fills = append(b.report.Fills, Fill{Side: n.Impl.Side, From: len0[n], Pods: level, Seconds: time.Since(t0).Seconds()})
+			}
+		}
+		if level == 0 && run1 {
+			// Scenario 1 already measured this point on the same networks.
+			for _, pr := range b.report.Probes {
+				if pr.Scenario == 1 && pr.Group == g.name && pr.Via == string(viaExec) {
+					pr.Scenario = 2
+					b.report.Probes = append(b.report.Probes, pr)
+				}
+			}
+			continue
+		}
+		if err := b.probeAddDel(2, g, viaExec, level, b.cfg.ProbeSamples); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Fill records how long it took to attach pods, itself a throughput figure.
+type Fill struct {
+	Side    string  `json:"side"`
+	From    int     `json:"from"`
+	Pods    int     `json:"pods"`
+	Seconds float64 `json:"seconds"`
+}

@@ -1,0 +1,505 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured; -o json prints it, and `report` and
+// `plot` rebuild the tables and the figure from it.
+type Report struct {
+	Mode       string        `json:"mode"`
+	Started    time.Time     `json:"started"`
+	Seconds    float64       `json:"seconds"`
+	Host       Host          `json:"host"`
+	Impls      []Impl        `json:"impls"`
+	SelfCheck  bool          `json:"self_check,omitempty"`
+	Notes      []string      `json:"notes,omitempty"`
+	Probes     []Probe       `json:"probes,omitempty"`
+	Fills      []Fill        `json:"fills,omitempty"`
+	Parallel   []ParallelRun `json:"parallel,omitempty"`
+	Namespaces []NSCost      `json:"namespaces,omitempty"`
+	Sandbox    []SandboxRow  `json:"sandbox,omitempty"`
+	Targets    []Target      `json:"targets,omitempty"`
+}
+
+// Host describes where the numbers come from; load shows the noise.
+type Host struct {
+	Kernel    string  `json:"kernel"`
+	CPUs      int     `json:"cpus"`
+	Load1     float64 `json:"load1_start"`
+	Load1End  float64 `json:"load1_end"`
+	GoVersion string  `json:"go"`
+	Commit    string  `json:"commit,omitempty"`
+}
+
+// Target is one line of issue 6's "Targets", checked from the run's output.
+type Target struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	// Pass is nil when the run did not measure it.
+	Pass *bool `json:"pass"`
+}
+
+// table is rendered as aligned text or as markdown.
+type table struct {
+	title  string
+	header []string
+	rows   [][]string
+	notes  []string
+}
+
+func (t table) text(w io.Writer) {
+	width := make([]int, len(t.header))
+	for i, h := range t.header {
+		width[i] = len(h)
+	}
+	for _, r := range t.rows {
+		for i, c := range r {
+			if len(c) > width[i] {
+				width[i] = len(c)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n%s\n", t.title)
+	line := func(cells []string) {
+		var b strings.Builder
+		for i, c := range cells {
+			if i == 0 {
+				fmt.Fprintf(&b, "%-*s", width[i], c)
+			} else {
+				fmt.Fprintf(&b, "  %*s", width[i], c)
+			}
+		}
+		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
+	}
+	line(t.header)
+	sep := make([]string, len(width))
+	for i, n := range width {
+		sep[i] = strings.Repeat("-", n)
+	}
+	line(sep)
+	for _, r := range t.rows {
+		line(r)
+	}
+	for _, n := range t.notes {
+		fmt.Fprintf(w, "  %s\n", n)
+	}
+}
+
+func (t table) markdown(w io.Writer) {
+	fmt.Fprintf(w, "\n**%s**\n\n| %s |\n|%s\n", t.title, strings.Join(t.header, " | "), strings.Repeat("---|", len(t.header)))
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+	if len(t.notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range t.notes {
+			fmt.Fprintf(w, "%s\n", n)
+		}
+	}
+}
+
+func f1(v float64) string {
+	if math.IsNaN(v) || v == 0 {
+		return "-"
+	}
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func fratio(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
+func (r *Report) impl(side string) *Impl {
+	for i := range r.Impls {
+		if r.Impls[i].Side == side {
+			return &r.Impls[i]
+		}
+	}
+	return nil
+}
+
+// cell prints "median / p90" and the error count when there is one.
+func cell(s *Stat) string {
+	if s == nil {
+		return "-"
+	}
+	if s.N == 0 {
+		return fmt.Sprintf("failed (%d)", s.Errors)
+	}
+	c := f1(s.Median) + " / " + f1(s.P90)
+	if s.Errors > 0 {
+		c += fmt.Sprintf(" (%d err)", s.Errors)
+	}
+	return c
+}
+
+func med(s *Stat) float64 {
+	if s == nil || s.N == 0 {
+		return math.NaN()
+	}
+	return s.Median
+}
+
+// tables builds one table per scenario that the report holds.
+func (r *Report) tables() []table {
+	var ts []table
+	sideLabel := func(side string) string {
+		if im := r.impl(side); im != nil {
+			return im.Label
+		}
+		return side
+	}
+	hasDeb := r.impl("deb") != nil
+	// Scenarios 1 and 2.
+	for _, sc := range []int{1, 2} {
+		t := table{title: map[int]string{
+			1: "Scenario 1: one ADD and one DEL into a fresh netns, 0 other pods (ms, median / p90)",
+			2: "Scenario 2: the bridge+ipMasq probe as pods accumulate (ms, median / p90)",
+		}[sc]}
+		t.header = []string{"case", "via", "op", "pods", "podns", "reference v1.10.0", "podns/ref"}
+		if sc == 1 && hasDeb {
+			t.header = append(t.header, "Debian v1.1.1")
+		}
+		for _, p := range r.Probes {
+			if p.Scenario != sc {
+				continue
+			}
+			row := []string{p.Group, p.Via, p.Op, fmt.Sprint(p.Pods), cell(p.Stats["podns"]), cell(p.Stats["ref"]),
+				fratio(ratio(med(p.Stats["podns"]), med(p.Stats["ref"])))}
+			if sc == 1 && hasDeb {
+				row = append(row, cell(p.Stats["deb"]))
+			}
+			t.rows = append(t.rows, row)
+		}
+		if len(t.rows) == 0 {
+			continue
+		}
+		if sc == 1 {
+			t.notes = append(t.notes, fmt.Sprintf("podns = %s; reference = %s.", sideLabel("podns"), sideLabel("ref")))
+		}
+		if sc == 2 {
+			for _, side := range []string{"podns", "ref"} {
+				for _, op := range []string{"ADD", "DEL"} {
+					if g := r.growth(side, op); !math.IsNaN(g.x) {
+						t.notes = append(t.notes, fmt.Sprintf("%s %s median grows %.2fx from %d to %d pods.", sideLabel(side), op, g.x, g.from, g.to))
+					}
+				}
+			}
+			for _, f := range r.Fills {
+				t.notes = append(t.notes, fmt.Sprintf("filling %s from %d to %d pods took %.1f s (%.1f pods/s, %d workers).",
+					sideLabel(f.Side), f.From, f.Pods, f.Seconds, float64(f.Pods-f.From)/f.Seconds, fillWorkersNote))
+			}
+		}
+		ts = append(ts, t)
+	}
+	// Scenario 3.
+	if len(r.Parallel) > 0 {
+		t := table{title: "Scenario 3: N ADDs released at once, then N DELs at once (median over rounds)",
+			header: []string{"N", "side", "ADD wall ms", "ADD pods/s", "DEL wall ms", "DEL pods/s", "errors", "dup addrs", "leftovers port/ipam/rule", "ADD wall podns/ref"}}
+		for _, conc := range r.concs() {
+			addWall := map[string]float64{}
+			for _, side := range []string{"podns", "ref"} {
+				var add, del []float64
+				errs, dups, lp, li, lr := 0, 0, 0, 0, 0
+				for _, p := range r.Parallel {
+					if p.Conc != conc || p.Side != side {
+						continue
+					}
+					add, del = append(add, p.AddWallMS), append(del, p.DelWallMS)
+					errs += p.AddErrors + p.DelErrors
+					dups += p.Duplicates
+					lp, li, lr = lp+p.LeftPorts, li+p.LeftIPAM, lr+p.LeftRules
+				}
+				if len(add) == 0 {
+					continue
+				}
+				sort.Float64s(add)
+				sort.Float64s(del)
+				a, d := quantile(add, .5), quantile(del, .5)
+				addWall[side] = a
+				rat := ""
+				if side == "ref" {
+					rat = fratio(ratio(addWall["podns"], a))
+				}
+				t.rows = append(t.rows, []string{fmt.Sprint(conc), sideLabel(side), f1(a), fmt.Sprintf("%.1f", float64(conc)/a*1000),
+					f1(d), fmt.Sprintf("%.1f", float64(conc)/d*1000), fmt.Sprint(errs), fmt.Sprint(dups), fmt.Sprintf("%d/%d/%d", lp, li, lr), rat})
+			}
+		}
+		for _, p := range r.Parallel {
+			if p.FirstError != "" {
+				t.notes = append(t.notes, fmt.Sprintf("first error (%s, %d at once): %s", p.Side, p.Conc, p.FirstError))
+				break
+			}
+		}
+		ts = append(ts, t)
+	}
+	// Scenario 4.
+	{
+		t := table{title: "Scenario 4: IPAM alone, one allocation and its release (ms, median / p90)",
+			header: []string{"range", "op", "fill", "podns-ipam", "host-local v1.10.0", "podns/ref"}}
+		for _, p := range r.Probes {
+			if p.Scenario != 4 {
+				continue
+			}
+			t.rows = append(t.rows, []string{p.Group, p.Op, fmt.Sprintf("%d%% (%d)", p.FillPct, p.Pods), cell(p.Stats["podns"]), cell(p.Stats["ref"]),
+				fratio(ratio(med(p.Stats["podns"]), med(p.Stats["ref"])))})
+		}
+		if len(t.rows) > 0 {
+			t.notes = append(t.notes, fmt.Sprintf("podns side: %s.", sideLabel("podns")))
+			ts = append(ts, t)
+		}
+	}
+	// Scenario 5.
+	if len(r.Sandbox) > 0 {
+		t := table{title: "Scenario 5: pod sandbox create + remove (ms, median / p90) and memory per pod",
+			header: []string{"runtime", "steps", "pods", "median / p90 ms", "private memory per pod"}}
+		for _, s := range r.Sandbox {
+			t.rows = append(t.rows, []string{s.Runtime, s.Steps, fmt.Sprint(s.Pods), cell(s.Stat), s.Memory})
+		}
+		ts = append(ts, t)
+	}
+	// Scenario 6.
+	if len(r.Namespaces) > 0 {
+		levels := []int{}
+		seen := map[int]bool{}
+		for _, n := range r.Namespaces {
+			if !seen[n.Held] {
+				seen[n.Held] = true
+				levels = append(levels, n.Held)
+			}
+		}
+		t := table{title: "Scenario 6: create + destroy namespaces for one pod (ms, median; over fork+exec baseline in brackets) while N pods hold theirs",
+			header: []string{"namespaces"}}
+		for _, l := range levels {
+			t.header = append(t.header, fmt.Sprintf("N=%d", l))
+		}
+		var kinds []string
+		byKind := map[string]map[int]NSCost{}
+		for _, n := range r.Namespaces {
+			if byKind[n.Kind] == nil {
+				byKind[n.Kind] = map[int]NSCost{}
+				kinds = append(kinds, n.Kind)
+			}
+			byKind[n.Kind][n.Held] = n
+		}
+		for _, k := range kinds {
+			row := []string{k}
+			for _, l := range levels {
+				c, ok := byKind[k][l]
+				switch {
+				case !ok || c.Stat == nil || c.Stat.N == 0:
+					row = append(row, "-")
+				case c.OverMS != 0:
+					row = append(row, fmt.Sprintf("%.2f (+%.2f)", c.Stat.Median, c.OverMS))
+				default:
+					row = append(row, fmt.Sprintf("%.2f", c.Stat.Median))
+				}
+			}
+			t.rows = append(t.rows, row)
+		}
+		t.notes = append(t.notes, "each sample forks /bin/true with the clone flags and waits for it; the namespaces die with it (net's teardown finishes asynchronously in the kernel).")
+		ts = append(ts, t)
+	}
+	if len(r.Targets) > 0 {
+		t := table{title: "Targets (issue 6)", header: []string{"target", "want", "got", "result"}}
+		for _, tg := range r.Targets {
+			res := "not measured"
+			if tg.Pass != nil {
+				res = map[bool]string{true: "PASS", false: "MISS"}[*tg.Pass]
+			}
+			t.rows = append(t.rows, []string{tg.Name, tg.Want, tg.Got, res})
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+// fillWorkersNote is set from the run's configuration for the fill notes.
+var fillWorkersNote = 4
+
+func (r *Report) concs() []int {
+	seen := map[int]bool{}
+	var cs []int
+	for _, p := range r.Parallel {
+		if !seen[p.Conc] {
+			seen[p.Conc] = true
+			cs = append(cs, p.Conc)
+		}
+	}
+	sort.Ints(cs)
+	return cs
+}
+
+type growth struct {
+	x        float64
+	from, to int
+}
+
+// growth compares a side's scenario-2 median at the most pods with 0 pods.
+func (r *Report) growth(side, op string) growth {
+	g := growth{x: math.NaN()}
+	var lo, hi *Probe
+	for i := range r.Probes {
+		p := &r.Probes[i]
+		if p.Scenario != 2 || p.Op != op || p.Stats[side] == nil {
+			continue
+		}
+		if lo == nil || p.Pods < lo.Pods {
+			lo = p
+		}
+		if hi == nil || p.Pods > hi.Pods {
+			hi = p
+		}
+	}
+	if lo == nil || hi == nil || lo == hi {
+		return g
+	}
+	g.x, g.from, g.to = ratio(med(hi.Stats[side]), med(lo.Stats[side])), lo.Pods, hi.Pods
+	return g
+}
+
+func (r *Report) find(sc int, group, via, op string, pods int) *Probe {
+	for i := range r.Probes {
+		p := &r.Probes[i]
+		if p.Scenario == sc && p.Group == group && p.Via == via && p.Op == op && p.Pods == pods {
+			return p
+		}
+	}
+	return nil
+}
+
+// checkTargets evaluates issue 6's targets from the measured numbers.
+func (r *Report) checkTargets() {
+	r.Targets = nil
+	add := func(name, want, got string, pass *bool) {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: got, Pass: pass})
+	}
+	b := func(v bool) *bool { return &v }
+	for _, op := range []string{"ADD", "DEL"} {
+		p := r.find(1, "bridge+ipMasq", "exec", op, 0)
+		if p == nil {
+			add(op+" median vs reference (bridge+ipMasq)", "<= 0.15x", "", nil)
+			continue
+		}
+		x := ratio(med(p.Stats["podns"]), med(p.Stats["ref"]))
+		add(op+" median vs reference (bridge+ipMasq)", "<= 0.15x (aim 0.10x)", fmt.Sprintf("%.3fx (%s vs %s ms)", x, f1(med(p.Stats["podns"])), f1(med(p.Stats["ref"]))), b(x <= 0.15))
+	}
+	for _, op := range []string{"ADD", "DEL"} {
+		g := r.growth("podns", op)
+		if math.IsNaN(g.x) {
+			add("podns "+op+" growth 0 -> 1000 pods", "<= 1.25x", "", nil)
+			continue
+		}
+		add(fmt.Sprintf("podns %s growth %d -> %d pods", op, g.from, g.to), "<= 1.25x", fmt.Sprintf("%.2fx", g.x), b(g.x <= 1.25))
+	}
+	{
+		var pw, rw []float64
+		errs, dups := 0, 0
+		for _, p := range r.Parallel {
+			if p.Conc != 64 {
+				continue
+			}
+			if p.Side == "podns" {
+				pw = append(pw, p.AddWallMS)
+				errs += p.AddErrors + p.DelErrors
+				dups += p.Duplicates
+			} else if p.Side == "ref" {
+				rw = append(rw, p.AddWallMS)
+			}
+		}
+		if len(pw) == 0 || len(rw) == 0 {
+			add("64 parallel ADDs", "0 errors, 0 duplicates, wall <= 0.15x", "", nil)
+		} else {
+			sort.Float64s(pw)
+			sort.Float64s(rw)
+			x := ratio(quantile(pw, .5), quantile(rw, .5))
+			add("64 parallel ADDs", "0 errors, 0 duplicates, wall <= 0.15x",
+				fmt.Sprintf("%d errors, %d duplicates, %.3fx", errs, dups, x), b(errs == 0 && dups == 0 && x <= 0.15))
+		}
+	}
+	{
+		var at0, at99 float64 = math.NaN(), math.NaN()
+		for _, p := range r.Probes {
+			if p.Scenario == 4 && p.Op == "allocate" {
+				switch p.FillPct {
+				case 0:
+					at0 = med(p.Stats["podns"])
+				case 99:
+					at99 = med(p.Stats["podns"])
+				}
+			}
+		}
+		x := ratio(at99, at0)
+		if math.IsNaN(x) {
+			add("podns-ipam allocate at 99% vs 0% fill", "<= 1.5x", "", nil)
+		} else {
+			add("podns-ipam allocate at 99% vs 0% fill", "<= 1.5x", fmt.Sprintf("%.2fx", x), b(x <= 1.5))
+		}
+	}
+	{
+		var pod, cri float64 = math.NaN(), math.NaN()
+		for _, s := range r.Sandbox {
+			if s.Target == "podnsctl" && math.IsNaN(pod) {
+				pod = med(s.Stat)
+			}
+			if s.Target == "crictl" {
+				cri = med(s.Stat)
+			}
+		}
+		x := ratio(pod, cri)
+		if math.IsNaN(x) {
+			add("podnsctl runp+rmp vs crictl runp+stopp+rmp", "<= 0.10x", "", nil)
+		} else {
+			add("podnsctl runp+rmp vs crictl runp+stopp+rmp", "<= 0.10x", fmt.Sprintf("%.3fx", x), b(x <= 0.10))
+		}
+	}
+	if r.SelfCheck {
+		for i := range r.Targets {
+			r.Targets[i].Pass = nil
+			r.Targets[i].Got += " (self-check: podns column is the reference)"
+		}
+	}
+}
+
+// render writes the header and every table.
+func (r *Report) render(w io.Writer, md bool) {
+	hdr := fmt.Sprintf("podns benchmark (%s mode), %s, %s, %d CPUs, load %.2f -> %.2f, %.0f s",
+		r.Mode, r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Host.Kernel, r.Host.CPUs, r.Host.Load1, r.Host.Load1End, r.Seconds)
+	if r.Host.Commit != "" {
+		hdr += ", commit " + r.Host.Commit
+	}
+	if md {
+		fmt.Fprintf(w, "_%s_\n", hdr)
+	} else {
+		fmt.Fprintln(w, hdr)
+	}
+	for _, n := range r.Notes {
+		if md {
+			fmt.Fprintf(w, "\n> %s\n", n)
+		} else {
+			fmt.Fprintf(w, "note: %s\n", n)
+		}
+	}
+	for _, t := range r.tables() {
+		if md {
+			t.markdown(w)
+		} else {
+			t.text(w)
+		}
+	}
+}
