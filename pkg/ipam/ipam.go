@@ -204,7 +204,7 @@ func CmdCheck(args *skel.CmdArgs) error {
 			return types.NewError(types.ErrDecodingFailure, "podns-ipam: decode prevResult", err.Error())
 		}
 	}
-	if !exists(c.Dir) {
+	if !exists(c.Dir) && !exists(c.MigrateFrom) {
 		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("podns-ipam: no allocation for %s: network %q has no store", att, c.Name), "")
 	}
 	s, err := open(c)
@@ -212,6 +212,9 @@ func CmdCheck(args *skel.CmdArgs) error {
 		return err
 	}
 	defer s.Close()
+	if err := ensureMigrated(s, c); err != nil {
+		return storeErr("adopt host-local allocations", err)
+	}
 	err = s.View(func(tx *store.Tx) error {
 		held := tx.Addrs(att)
 		if len(held) == 0 {
@@ -260,10 +263,10 @@ func CmdStatus(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("podns-ipam: store of network %q cannot be opened", c.Name), err.Error())
 	}
 	defer s.Close()
-	err = s.Update(func(tx *store.Tx) error {
-		if err := migrate(tx, c); err != nil {
-			return err
-		}
+	if err := ensureMigrated(s, c); err != nil {
+		return types.NewError(types.ErrPluginNotAvailable, fmt.Sprintf("podns-ipam: store of network %q cannot be written", c.Name), err.Error())
+	}
+	err = s.View(func(tx *store.Tx) error {
 		for _, set := range c.Sets {
 			ok, err := allocator.New(set, c.Reserved).HasFree(tx)
 			if err != nil {
@@ -318,6 +321,19 @@ func CmdGC(args *skel.CmdArgs) error {
 		return nil
 	})
 	return storeErr("gc", err)
+}
+
+// ensureMigrated adopts host-local's allocations before a read-only
+// operation, writing only when that has not happened yet.
+func ensureMigrated(s *store.Store, c *Config) error {
+	done := false
+	if err := s.View(func(tx *store.Tx) error {
+		_, done = Migration(tx)
+		return nil
+	}); err != nil || done {
+		return err
+	}
+	return s.Update(func(tx *store.Tx) error { return migrate(tx, c) })
 }
 
 func attachment(args *skel.CmdArgs) (store.Attachment, error) {
