@@ -1,0 +1,251 @@
+//go:build linux
+
+// Package nsutil is the one place podns touches namespaces: reading a
+// process's namespace identities, pinning a namespace to a file with a bind
+// mount, and starting a process inside other namespaces. Go runs goroutines on
+// many threads, so setns happens only on a locked thread that is thrown away
+// afterwards, and new mount or PID namespaces come from clone flags at fork.
+package nsutil
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kinds are the namespace types the kernel's nsproxy holds, in table order.
+var Kinds = []string{"uts", "ipc", "mnt", "net", "pid", "user", "cgroup"}
+
+// CloneFlag maps a namespace kind to its CLONE_NEW* flag.
+var CloneFlag = map[string]uintptr{
+	"uts": unix.CLONE_NEWUTS, "ipc": unix.CLONE_NEWIPC, "mnt": unix.CLONE_NEWNS,
+	"net": unix.CLONE_NEWNET, "pid": unix.CLONE_NEWPID, "user": unix.CLONE_NEWUSER,
+	"cgroup": unix.CLONE_NEWCGROUP,
+}
+
+// Inode returns the inode of a namespace file (its identity).
+func Inode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// ProcNS returns the namespace identities of a process by kind; kinds the
+// process no longer has (it exited) are missing.
+func ProcNS(pid int) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, k := range Kinds {
+		if ino, err := Inode(fmt.Sprintf("/proc/%d/ns/%s", pid, k)); err == nil {
+			out[k] = ino
+		}
+	}
+	return out
+}
+
+// Pin keeps the namespace at src (e.g. /proc/PID/ns/net) alive by bind
+// mounting it on dst, which is created as an empty file.
+func Pin(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o400)
+	if err != nil {
+		return fmt.Errorf("pin file %s: %w", dst, err)
+	}
+	f.Close()
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// Unpin unmounts dst if it is mounted and removes it; repeats are fine.
+func Unpin(dst string) error {
+	for {
+		err := unix.Unmount(dst, unix.MNT_DETACH)
+		if err != nil {
+			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+				break
+			}
+			return fmt.Errorf("unmount %s: %w", dst, err)
+		}
+	}
+	if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// MountsUnder lists mount points at or below dir from this process's
+// mountinfo, deepest first, so crashed runs' pins can be found and removed.
+func MountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMount(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, sc.Err()
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Join names namespace files to enter before a child is forked.
+type Join struct {
+	Kind string // uts, ipc, net, pid, cgroup
+	Path string
+}
+
+// StartIn starts cmd inside the namespaces in joins. The setns calls run on
+// a locked OS thread that is never unlocked, so Go retires it instead of
+// reusing a thread in foreign namespaces. Joining pid affects only the child.
+func StartIn(cmd *exec.Cmd, joins []Join) error {
+	if len(joins) == 0 {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		for _, j := range joins {
+			flag, ok := CloneFlag[j.Kind]
+			if !ok || j.Kind == "mnt" || j.Kind == "user" {
+				errc <- fmt.Errorf("cannot join a %s namespace from a running Go process", j.Kind)
+				return
+			}
+			fd, err := unix.Open(j.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("open %s namespace %s: %w", j.Kind, j.Path, err)
+				return
+			}
+			err = unix.Setns(fd, int(flag))
+			unix.Close(fd)
+			if err != nil {
+				errc <- fmt.Errorf("join %s namespace %s: %w", j.Kind, j.Path, err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// ProcStart returns a process's start time in clock ticks since boot; with
+// the PID it names one process even after PIDs wrap.
+func ProcStart(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad stat for %d", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("bad stat for %d", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// ProcState returns the one-letter state of a process (R, S, Z, ...).
+func ProcState(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+// Alive says whether pid is still the process that started at start and has
+// not exited (a zombie counts as gone).
+func Alive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := ProcStart(pid)
+	if err != nil || (start != 0 && st != start) {
+		return false
+	}
+	s := ProcState(pid)
+	return s != "" && s != "Z" && s != "X"
+}
+
+// Comm returns a process's command name.
+func Comm(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(data))
+}
+
+// Pids lists every process on the machine.
+func Pids() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// PidsInNS lists live processes whose namespace of kind has inode ino.
+func PidsInNS(kind string, ino uint64) []int {
+	var out []int
+	for _, pid := range Pids() {
+		if got, err := Inode(fmt.Sprintf("/proc/%d/ns/%s", pid, kind)); err == nil && got == ino {
+			if s := ProcState(pid); s != "Z" && s != "X" && s != "" {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,493 @@
+//go:build linux
+
+// Package pods is podnsctl's runtime: it makes a pod's namespaces (held by
+// a podns-sandbox process or pinned with bind mounts), attaches the network
+// through CNI, runs containers inside, and tears all of it down again, also
+// after crashes. Every change happens under the state store's lock.
+package pods
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/sandbox/cgroups"
+	"github.com/podns/podns/sandbox/cni"
+	"github.com/podns/podns/sandbox/holder"
+	"github.com/podns/podns/sandbox/nsutil"
+	"github.com/podns/podns/sandbox/spec"
+	"github.com/podns/podns/sandbox/state"
+)
+
+// Ways to hold a pod's namespaces.
+const (
+	ModeHolder = "holder" // a podns-sandbox process
+	ModePinned = "pinned" // bind mounts, no process
+)
+
+// ModeAnnotation lets a pod config choose its mode.
+const ModeAnnotation = "podns.io/mode"
+
+// Runtime holds podnsctl's settings.
+type Runtime struct {
+	Store       *state.Store
+	CNIConfDir  string
+	CNIBinDirs  []string
+	CNICacheDir string
+	SandboxBin  string // the podns-sandbox binary
+	StopTimeout time.Duration
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// podKinds are the namespaces a pod can own and pin, in set-up order.
+var podKinds = []string{"net", "ipc", "uts"}
+
+// ownedKinds lists the namespaces this pod makes for itself.
+func ownedKinds(p *state.Pod) []string {
+	var out []string
+	if p.Network == string(spec.ModePod) {
+		out = append(out, "net", "uts") // host network means host UTS too
+	}
+	if p.IPC == string(spec.ModePod) {
+		out = append(out, "ipc")
+	}
+	sort.Slice(out, func(i, j int) bool { return indexOf(podKinds, out[i]) < indexOf(podKinds, out[j]) })
+	return out
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *Runtime) cniClient() *cni.Client {
+	return &cni.Client{BinDirs: r.CNIBinDirs, CacheDir: r.CNICacheDir}
+}
+
+// RunPod creates a pod and returns its record. On any failure everything
+// made so far is undone.
+func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.Pod, error) {
+	cfg := p.Config
+	if mode == "" {
+		mode = cfg.GetAnnotations()[ModeAnnotation]
+	}
+	if mode == "" {
+		mode = ModeHolder
+	}
+	if mode != ModeHolder && mode != ModePinned {
+		return nil, fmt.Errorf("unknown pod mode %q (want %s or %s)", mode, ModeHolder, ModePinned)
+	}
+	if mode == ModePinned && p.Namespaces.PID == spec.ModePod {
+		return nil, fmt.Errorf("pinned mode cannot keep a shared PID namespace (pid POD) alive: a PID namespace needs its init process; use holder mode or pid CONTAINER")
+	}
+	var (
+		confBytes []byte
+		netList   *libcni.NetworkConfigList
+	)
+	if p.Namespaces.Network == spec.ModePod {
+		var err error
+		if confBytes, netList, err = cni.Load(r.CNIConfDir); err != nil {
+			return nil, err
+		}
+	}
+
+	unlock, err := r.Store.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	md := cfg.GetMetadata()
+	pods, err := r.Store.Pods()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range pods {
+		if o.Name == md.GetName() && o.Namespace == md.GetNamespace() && o.Attempt == md.GetAttempt() {
+			return nil, fmt.Errorf("pod %s/%s attempt %d already exists (id %s)", md.GetNamespace(), md.GetName(), md.GetAttempt(), o.ID)
+		}
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pod := &state.Pod{
+		ID: newID(), Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),
+		Attempt: md.GetAttempt(), Phase: state.PhaseCreating, Mode: mode,
+		Network: string(p.Namespaces.Network), PID: string(p.Namespaces.PID), IPC: string(p.Namespaces.IPC),
+		Labels: cfg.GetLabels(), CgroupParent: cfg.GetLinux().GetCgroupParent(),
+		CreatedAt: time.Now().UTC(), Config: raw, Pins: map[string]string{}, NSInodes: map[string]uint64{},
+	}
+	if p.Namespaces.Network == spec.ModePod {
+		pod.Hostname = cfg.GetHostname()
+		if pod.Hostname == "" {
+			pod.Hostname = md.GetName()
+		}
+		pod.CNINetwork = netList.Name
+	}
+	// The record exists before any resource, so a crash at any later
+	// instant leaves something gc can find.
+	if err := r.Store.SavePod(pod); err != nil {
+		os.RemoveAll(r.Store.PodDir(pod.ID))
+		return nil, err
+	}
+	if err := r.setUpPod(ctx, pod, p, confBytes, netList); err != nil {
+		if terr := r.teardown(ctx, pod, true); terr != nil {
+			return nil, fmt.Errorf("%w (and cleanup failed: %v)", err, terr)
+		}
+		os.RemoveAll(r.Store.PodDir(pod.ID))
+		return nil, err
+	}
+	return pod, nil
+}
+
+func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, confBytes []byte, netList *libcni.NetworkConfigList) error {
+	dir := r.Store.PodDir(pod.ID)
+	if confBytes != nil {
+		if err := state.WriteFileAtomic(filepath.Join(dir, "network.conflist"), confBytes, 0o600); err != nil {
+			return err
+		}
+	}
+	if dns := p.Config.GetDnsConfig(); dns != nil {
+		path := filepath.Join(dir, "resolv.conf")
+		if err := state.WriteFileAtomic(path, []byte(ResolvConf(dns.GetServers(), dns.GetSearches(), dns.GetOptions())), 0o644); err != nil {
+			return fmt.Errorf("write resolv.conf: %w", err)
+		}
+		pod.ResolvConf = path
+	}
+	cmd, err := r.startHolder(pod, p)
+	if err != nil {
+		return err
+	}
+	pod.Holder = cmd.Process.Pid
+	pod.HolderStart, _ = nsutil.ProcStart(pod.Holder)
+	if err := r.Store.SavePod(pod); err != nil {
+		return err
+	}
+	for _, kind := range ownedKinds(pod) {
+		dst := filepath.Join(dir, "ns", kind)
+		if err := nsutil.Pin(fmt.Sprintf("/proc/%d/ns/%s", pod.Holder, kind), dst); err != nil {
+			return fmt.Errorf("pin %s namespace: %w", kind, err)
+		}
+		pod.Pins[kind] = dst
+		ino, err := nsutil.Inode(dst)
+		if err != nil {
+			return err
+		}
+		pod.NSInodes[kind] = ino
+	}
+	if pod.PID == string(spec.ModePod) {
+		ino, err := nsutil.Inode(fmt.Sprintf("/proc/%d/ns/pid", pod.Holder))
+		if err != nil {
+			return err
+		}
+		pod.NSInodes["pid"] = ino
+	}
+	if netList != nil {
+		pod.CNIAdded = true // DEL is owed from here on, even if ADD fails
+		if err := r.Store.SavePod(pod); err != nil {
+			return err
+		}
+		ips, err := r.cniClient().Add(ctx, netList, r.attachment(pod, p))
+		if err != nil {
+			return err
+		}
+		pod.IPs = ips
+	}
+	if pod.Mode == ModePinned {
+		// The pins keep the namespaces; the process is no longer needed.
+		cmd.Process.Signal(unix.SIGTERM)
+		cmd.Wait()
+		pod.Holder, pod.HolderStart = 0, 0
+	} else {
+		cmd.Process.Release()
+	}
+	pod.Phase = state.PhaseReady
+	return r.Store.SavePod(pod)
+}
+
+// startHolder starts podns-sandbox in the pod's new namespaces and waits
+// until it has applied hostname and sysctls and set its signals up.
+func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
+	var flags uintptr
+	for _, k := range ownedKinds(pod) {
+		flags |= nsutil.CloneFlag[k]
+	}
+	if pod.PID == string(spec.ModePod) {
+		flags |= unix.CLONE_NEWPID
+	}
+	args := []string{"hold", "--ready-fd", "3"}
+	if pod.Network == string(spec.ModePod) {
+		args = append(args, "--hostname", pod.Hostname)
+	}
+	names := make([]string, 0, len(p.Sysctls))
+	for k := range p.Sysctls {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		args = append(args, "--sysctl", k+"="+p.Sysctls[k])
+	}
+	logf, err := os.OpenFile(filepath.Join(r.Store.PodDir(pod.ID), "holder.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyR.Close()
+	cmd := exec.Command(r.SandboxBin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start holder %s: %w", r.SandboxBin, err)
+	}
+	readyR.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b := make([]byte, 1)
+	n, _ := io.ReadFull(readyR, b)
+	if n == 1 && b[0] == holder.ReadyByte {
+		return cmd, nil
+	}
+	cmd.Process.Kill()
+	werr := cmd.Wait()
+	msg, _ := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "holder.log"))
+	return nil, fmt.Errorf("holder failed (%v): %s", werr, strings.TrimSpace(string(msg)))
+}
+
+func (r *Runtime) attachment(pod *state.Pod, p *spec.Pod) *cni.Attachment {
+	a := &cni.Attachment{PodID: pod.ID, Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, NetNS: pod.Pins["net"]}
+	if p != nil {
+		a.PortMappings = p.Config.GetPortMappings()
+		a.IngressBPS, a.EgressBPS, _ = spec.Bandwidth(p.Config.GetAnnotations())
+	}
+	return a
+}
+
+// ResolvConf renders a resolv.conf from a CRI DNSConfig.
+func ResolvConf(servers, searches, options []string) string {
+	var b strings.Builder
+	b.WriteString("# written by podnsctl from the pod's dns_config\n")
+	if len(searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(searches, " "))
+	}
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(options, " "))
+	}
+	return b.String()
+}
+
+// ResolvePod finds a pod by ID, unique ID prefix or name.
+func (r *Runtime) ResolvePod(ref string) (*state.Pod, error) {
+	if ref == "" {
+		return nil, errors.New("no pod given")
+	}
+	if p, err := r.Store.LoadPod(ref); err == nil {
+		return p, nil
+	}
+	pods, err := r.Store.Pods()
+	if err != nil {
+		return nil, err
+	}
+	var found []*state.Pod
+	for _, p := range pods {
+		if strings.HasPrefix(p.ID, ref) || p.Name == ref || p.Namespace+"/"+p.Name == ref {
+			found = append(found, p)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("pod %q not found", ref)
+	case 1:
+		return found[0], nil
+	}
+	return nil, fmt.Errorf("pod %q is ambiguous (%d pods match)", ref, len(found))
+}
+
+// HolderAlive says whether the pod's holder process is still there.
+func HolderAlive(p *state.Pod) bool { return nsutil.Alive(p.Holder, p.HolderStart) }
+
+// PodState is the pod's phase as seen now (a ready holder pod whose holder
+// died is reported as "dead").
+func PodState(p *state.Pod) string {
+	if p.Phase == state.PhaseReady && p.Mode == ModeHolder && !HolderAlive(p) {
+		return "dead"
+	}
+	return string(p.Phase)
+}
+
+// StopPod stops every container and the holder, detaches the network and
+// unpins the namespaces. Stopping twice is fine.
+func (r *Runtime) StopPod(ctx context.Context, ref string) (*state.Pod, error) {
+	unlock, err := r.Store.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	pod, err := r.ResolvePod(ref)
+	if err != nil {
+		return nil, err
+	}
+	return pod, r.teardown(ctx, pod, false)
+}
+
+// RemovePod stops the pod if needed and deletes everything it had.
+func (r *Runtime) RemovePod(ctx context.Context, ref string, force bool) (*state.Pod, error) {
+	unlock, err := r.Store.Lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	pod, err := r.ResolvePod(ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.teardown(ctx, pod, force); err != nil {
+		return nil, err
+	}
+	return pod, r.removeState(pod)
+}
+
+func (r *Runtime) removeState(pod *state.Pod) error {
+	if pod.CgroupParent != "" {
+		if err := cgroups.Remove(podCgroup(pod)); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(r.Store.PodDir(pod.ID)); err != nil {
+		return fmt.Errorf("remove pod state: %w", err)
+	}
+	return nil
+}
+
+// teardown kills all of the pod's processes, runs CNI DEL and removes the
+// pins. With force, a CNI failure is reported on stderr and ignored.
+func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) error {
+	ctrs, _ := r.Store.Containers(pod.ID)
+	for _, c := range ctrs {
+		r.stopContainer(pod, c)
+	}
+	if pod.Holder != 0 {
+		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
+	}
+	// Whatever is still inside the pod's own namespaces goes too.
+	for kind, ino := range pod.NSInodes {
+		for _, pid := range nsutil.PidsInNS(kind, ino) {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	var errs []error
+	if pod.CNIAdded {
+		if err := r.cniDel(ctx, pod); err != nil {
+			if !force {
+				errs = append(errs, err)
+			} else {
+				fmt.Fprintf(os.Stderr, "podnsctl: warning: pod %s: %v (ignored: --force)\n", pod.ID, err)
+				pod.CNIAdded = false
+			}
+		} else {
+			pod.CNIAdded = false
+		}
+	}
+	mounts, err := nsutil.MountsUnder(r.Store.PodDir(pod.ID))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, m := range mounts {
+		if err := nsutil.Unpin(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	pod.Pins = map[string]string{}
+	pod.Holder, pod.HolderStart = 0, 0
+	if len(errs) == 0 {
+		pod.Phase = state.PhaseStopped
+	}
+	if _, err := os.Stat(r.Store.PodDir(pod.ID)); err == nil {
+		if err := r.Store.SavePod(pod); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod) error {
+	data, err := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "network.conflist"))
+	if err != nil {
+		return fmt.Errorf("pod %s: saved network config: %w", pod.ID, err)
+	}
+	list, err := cni.Parse(data)
+	if err != nil {
+		return err
+	}
+	var p *spec.Pod
+	if parsed, err := spec.ParsePod(pod.Config); err == nil {
+		p = parsed
+	}
+	a := r.attachment(pod, p)
+	if _, err := os.Stat(a.NetNS); err != nil {
+		a.NetNS = "" // gone: plugins must still release what they hold
+	}
+	return r.cniClient().Del(ctx, list, a)
+}
+
+// stopProcess sends SIGTERM, waits up to grace, then SIGKILL, and waits
+// until the process is gone (or a zombie of someone else's).
+func stopProcess(pid int, start uint64, grace time.Duration) {
+	if !nsutil.Alive(pid, start) {
+		return
+	}
+	unix.Kill(pid, unix.SIGTERM)
+	if waitGone(pid, start, grace) {
+		return
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	waitGone(pid, start, 5*time.Second)
+}
+
+func waitGone(pid int, start uint64, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for nsutil.Alive(pid, start) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+func podCgroup(p *state.Pod) string {
+	return filepath.Join(p.CgroupParent, "podns-"+p.ID)
+}

@@ -1,0 +1,297 @@
+// Package spec reads crictl-style pod and container configs (the CRI
+// runtime/v1 PodSandboxConfig and ContainerConfig, JSON or YAML) and checks
+// the parts podnsctl honours, so bad input fails before anything is made.
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Mode is a namespace mode in the words of the CRI NamespaceMode enum.
+type Mode string
+
+const (
+	ModePod       Mode = "POD"
+	ModeContainer Mode = "CONTAINER"
+	ModeNode      Mode = "NODE"
+	ModeTarget    Mode = "TARGET"
+)
+
+func modeOf(m runtimeapi.NamespaceMode) Mode {
+	switch m {
+	case runtimeapi.NamespaceMode_POD:
+		return ModePod
+	case runtimeapi.NamespaceMode_CONTAINER:
+		return ModeContainer
+	case runtimeapi.NamespaceMode_NODE:
+		return ModeNode
+	case runtimeapi.NamespaceMode_TARGET:
+		return ModeTarget
+	}
+	return Mode(fmt.Sprintf("unknown(%d)", int32(m)))
+}
+
+// PodNamespaces is the pod's NamespaceOption after validation.
+type PodNamespaces struct {
+	Network Mode `json:"network"`
+	PID     Mode `json:"pid"`
+	IPC     Mode `json:"ipc"`
+}
+
+// enumFields maps the JSON keys whose values are CRI enums to their names,
+// so configs may say "NODE" or "UDP" as well as the numbers crictl writes.
+var enumFields = map[string]map[string]int32{
+	"network":  runtimeapi.NamespaceMode_value,
+	"pid":      runtimeapi.NamespaceMode_value,
+	"ipc":      runtimeapi.NamespaceMode_value,
+	"protocol": runtimeapi.Protocol_value,
+}
+
+// normalize turns YAML into JSON and enum names into numbers, rejecting
+// names and numbers the enum does not have.
+func normalize(data []byte) ([]byte, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return nil, fmt.Errorf("expected an object at the top level")
+	}
+	if err := fixEnums(v, ""); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+func fixEnums(v any, path string) error {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, val := range t {
+			p := path + "." + k
+			if names, ok := enumFields[k]; ok {
+				n, err := enumValue(names, val)
+				if err != nil {
+					return fmt.Errorf("%s: %w", strings.TrimPrefix(p, "."), err)
+				}
+				t[k] = n
+				continue
+			}
+			if err := fixEnums(val, p); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, val := range t {
+			if err := fixEnums(val, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func enumValue(names map[string]int32, val any) (int32, error) {
+	switch t := val.(type) {
+	case string:
+		if n, ok := names[strings.ToUpper(t)]; ok {
+			return n, nil
+		}
+		return 0, fmt.Errorf("unknown value %q (want one of %s)", t, enumList(names))
+	case json.Number:
+		n, err := strconv.ParseInt(string(t), 10, 32)
+		if err == nil {
+			for _, v := range names {
+				if v == int32(n) {
+					return v, nil
+				}
+			}
+		}
+		return 0, fmt.Errorf("unknown value %s (want one of %s)", t, enumList(names))
+	}
+	return 0, fmt.Errorf("unknown value %v (want one of %s)", val, enumList(names))
+}
+
+func enumList(names map[string]int32) string {
+	out := make([]string, len(names))
+	for k, v := range names {
+		if int(v) < len(out) {
+			out[v] = k
+		}
+	}
+	return strings.Join(out, "|")
+}
+
+func decodeStrict(data []byte, into any) error {
+	js, err := normalize(data)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	return dec.Decode(into)
+}
+
+// ReadFile reads a config file; "-" means standard input.
+func ReadFile(path string) ([]byte, error) {
+	if path == "-" {
+		var b bytes.Buffer
+		_, err := b.ReadFrom(os.Stdin)
+		return b.Bytes(), err
+	}
+	return os.ReadFile(path)
+}
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	// sysctl names as the kubelet accepts them, with dots or slashes.
+	sysctlName = regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// Pod is a parsed and validated pod config.
+type Pod struct {
+	Config     *runtimeapi.PodSandboxConfig
+	Namespaces PodNamespaces
+	// Sysctls are the config's linux.sysctls with names in dotted form.
+	Sysctls map[string]string
+}
+
+// ParsePod parses and validates a PodSandboxConfig in JSON or YAML.
+func ParsePod(data []byte) (*Pod, error) {
+	cfg := &runtimeapi.PodSandboxConfig{}
+	if err := decodeStrict(data, cfg); err != nil {
+		return nil, fmt.Errorf("malformed pod config: %w", err)
+	}
+	md := cfg.GetMetadata()
+	if md.GetName() == "" {
+		return nil, fmt.Errorf("invalid pod config: metadata.name is required")
+	}
+	if len(md.GetName()) > 253 || !dnsLabel.MatchString(md.GetName()) {
+		return nil, fmt.Errorf("invalid pod config: metadata.name %q is not a DNS subdomain", md.GetName())
+	}
+	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || !dnsLabel.MatchString(h)) {
+		return nil, fmt.Errorf("invalid pod config: hostname %q is not a valid host name", h)
+	}
+	p := &Pod{Config: cfg, Sysctls: map[string]string{}}
+	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	p.Namespaces = PodNamespaces{
+		Network: modeOf(nso.GetNetwork()),
+		PID:     modeOf(nso.GetPid()),
+		IPC:     modeOf(nso.GetIpc()),
+	}
+	if n := p.Namespaces.Network; n != ModePod && n != ModeNode {
+		return nil, fmt.Errorf("invalid pod config: network namespace mode %s (a pod's network is POD or NODE)", n)
+	}
+	if n := p.Namespaces.IPC; n != ModePod && n != ModeNode {
+		return nil, fmt.Errorf("invalid pod config: ipc namespace mode %s (a pod's ipc is POD or NODE)", n)
+	}
+	if n := p.Namespaces.PID; n == ModeTarget {
+		if nso.GetTargetId() == "" {
+			return nil, fmt.Errorf("invalid pod config: pid namespace mode TARGET needs target_id")
+		}
+		return nil, fmt.Errorf("invalid pod config: pid namespace mode TARGET applies to containers, not pods")
+	}
+	if nso.GetUsernsOptions() != nil && nso.GetUsernsOptions().GetMode() != runtimeapi.NamespaceMode_NODE {
+		return nil, fmt.Errorf("invalid pod config: user namespaces are not supported")
+	}
+	for k, v := range cfg.GetLinux().GetSysctls() {
+		name := strings.ReplaceAll(k, "/", ".")
+		if !sysctlName.MatchString(k) {
+			return nil, fmt.Errorf("invalid pod config: sysctl name %q", k)
+		}
+		if !strings.HasPrefix(name, "net.") && !strings.HasPrefix(name, "kernel.") && !strings.HasPrefix(name, "fs.mqueue.") {
+			return nil, fmt.Errorf("invalid pod config: sysctl %q is not namespaced (want net.*, kernel.* or fs.mqueue.*)", k)
+		}
+		if strings.HasPrefix(name, "net.") && p.Namespaces.Network == ModeNode {
+			return nil, fmt.Errorf("invalid pod config: sysctl %q would change the host: the pod uses the node's network", k)
+		}
+		if (strings.HasPrefix(name, "kernel.shm") || strings.HasPrefix(name, "kernel.msg") || strings.HasPrefix(name, "kernel.sem") || strings.HasPrefix(name, "fs.mqueue.")) && p.Namespaces.IPC == ModeNode {
+			return nil, fmt.Errorf("invalid pod config: sysctl %q would change the host: the pod uses the node's ipc namespace", k)
+		}
+		p.Sysctls[name] = v
+	}
+	for i, pm := range cfg.GetPortMappings() {
+		if pm.GetContainerPort() <= 0 || pm.GetContainerPort() > 65535 {
+			return nil, fmt.Errorf("invalid pod config: port_mappings[%d].container_port %d out of range", i, pm.GetContainerPort())
+		}
+		if pm.GetHostPort() < 0 || pm.GetHostPort() > 65535 {
+			return nil, fmt.Errorf("invalid pod config: port_mappings[%d].host_port %d out of range", i, pm.GetHostPort())
+		}
+	}
+	if _, _, err := Bandwidth(cfg.GetAnnotations()); err != nil {
+		return nil, fmt.Errorf("invalid pod config: %w", err)
+	}
+	return p, nil
+}
+
+// Container is a parsed and validated container config.
+type Container struct {
+	Config *runtimeapi.ContainerConfig
+}
+
+// ParseContainer parses and validates a ContainerConfig in JSON or YAML.
+func ParseContainer(data []byte) (*Container, error) {
+	cfg := &runtimeapi.ContainerConfig{}
+	if err := decodeStrict(data, cfg); err != nil {
+		return nil, fmt.Errorf("malformed container config: %w", err)
+	}
+	if err := ValidateContainer(cfg); err != nil {
+		return nil, err
+	}
+	return &Container{Config: cfg}, nil
+}
+
+// ValidateContainer checks a container config podnsctl was handed.
+func ValidateContainer(cfg *runtimeapi.ContainerConfig) error {
+	name := cfg.GetMetadata().GetName()
+	if name == "" {
+		return fmt.Errorf("invalid container config: metadata.name is required")
+	}
+	if len(name) > 63 || !dnsLabel.MatchString(name) || strings.Contains(name, ".") {
+		return fmt.Errorf("invalid container config: metadata.name %q is not a DNS label", name)
+	}
+	if len(cfg.GetCommand())+len(cfg.GetArgs()) == 0 {
+		return fmt.Errorf("invalid container config: command or args is required")
+	}
+	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nso != nil {
+		switch modeOf(nso.GetPid()) {
+		case ModeTarget:
+			if nso.GetTargetId() == "" {
+				return fmt.Errorf("invalid container config: pid namespace mode TARGET needs target_id")
+			}
+		case ModePod, ModeContainer, ModeNode:
+		default:
+			return fmt.Errorf("invalid container config: pid namespace mode %s", modeOf(nso.GetPid()))
+		}
+	}
+	for _, e := range cfg.GetEnvs() {
+		if e.GetKey() == "" || strings.Contains(e.GetKey(), "=") {
+			return fmt.Errorf("invalid container config: environment variable name %q", e.GetKey())
+		}
+	}
+	return nil
+}
+
+// ContainerPIDMode is the PID mode a container asks for, or "" to follow the pod.
+func ContainerPIDMode(cfg *runtimeapi.ContainerConfig) (Mode, string) {
+	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if nso == nil {
+		return "", ""
+	}
+	return modeOf(nso.GetPid()), nso.GetTargetId()
+}

@@ -1,0 +1,273 @@
+//go:build linux
+
+// Package state keeps podnsctl's records: one directory per pod under the
+// state root, each record written atomically (temp file, fsync, rename), and
+// one lock file that serialises every change so concurrent calls are safe.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRoot is where podnsctl keeps state unless told otherwise.
+const DefaultRoot = "/run/podns"
+
+// Phase is where a pod or container is in its life.
+type Phase string
+
+const (
+	PhaseCreating Phase = "creating" // being made; seen under the lock it means a crash
+	PhaseReady    Phase = "ready"
+	PhaseStopped  Phase = "stopped"
+	PhaseCreated  Phase = "created" // container made, not started
+	PhaseRunning  Phase = "running"
+	PhaseExited   Phase = "exited"
+)
+
+// Pod is the record of one pod.
+type Pod struct {
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	UID       string            `json:"uid"`
+	Attempt   uint32            `json:"attempt"`
+	Phase     Phase             `json:"phase"`
+	Mode      string            `json:"mode"` // holder or pinned
+	Network   string            `json:"networkMode"`
+	PID       string            `json:"pidMode"`
+	IPC       string            `json:"ipcMode"`
+	Hostname  string            `json:"hostname,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	// Holder is the holder process (0 in pinned mode or once stopped);
+	// HolderStart is its start time in clock ticks, to spot PID reuse.
+	Holder      int    `json:"holderPid,omitempty"`
+	HolderStart uint64 `json:"holderStart,omitempty"`
+	// Pins are the namespace files bind-mounted under the pod directory.
+	Pins map[string]string `json:"pins,omitempty"`
+	// NSInodes are the pod's own namespaces' inode numbers, by type.
+	NSInodes     map[string]uint64 `json:"nsInodes,omitempty"`
+	CNINetwork   string            `json:"cniNetwork,omitempty"`
+	CNIAdded     bool              `json:"cniAdded,omitempty"`
+	IPs          []string          `json:"ips,omitempty"`
+	CgroupParent string            `json:"cgroupParent,omitempty"`
+	ResolvConf   string            `json:"resolvConf,omitempty"`
+	CreatedAt    time.Time         `json:"createdAt"`
+	Config       json.RawMessage   `json:"config"`
+}
+
+// Container is the record of one container.
+type Container struct {
+	ID        string          `json:"id"`
+	PodID     string          `json:"podId"`
+	Name      string          `json:"name"`
+	Attempt   uint32          `json:"attempt"`
+	Phase     Phase           `json:"phase"`
+	PIDMode   string          `json:"pidMode"`
+	Shim      int             `json:"shimPid,omitempty"`
+	PID       int             `json:"pid,omitempty"`
+	PIDStart  uint64          `json:"pidStart,omitempty"`
+	MntInode  uint64          `json:"mntInode,omitempty"`
+	ExitCode  *int            `json:"exitCode,omitempty"`
+	Cgroup    string          `json:"cgroup,omitempty"`
+	LogPath   string          `json:"logPath,omitempty"`
+	CreatedAt time.Time       `json:"createdAt"`
+	StartedAt time.Time       `json:"startedAt,omitempty"`
+	Command   []string        `json:"command"`
+	Config    json.RawMessage `json:"config"`
+}
+
+// Store is the state root.
+type Store struct{ Root string }
+
+// Open makes the state root if needed.
+func Open(root string) (*Store, error) {
+	if root == "" {
+		root = DefaultRoot
+	}
+	if err := os.MkdirAll(filepath.Join(root, "pods"), 0o700); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", root, err)
+	}
+	return &Store{Root: root}, nil
+}
+
+// Lock takes the store's exclusive lock; call the returned func to release.
+// The kernel drops it if the process dies, so a crash never wedges the store.
+func (s *Store) Lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.Root, "lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open state lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock state: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// PodDir is the directory of pod id.
+func (s *Store) PodDir(id string) string { return filepath.Join(s.Root, "pods", id) }
+
+// ContainerDir is the directory of a container of a pod.
+func (s *Store) ContainerDir(podID, id string) string {
+	return filepath.Join(s.PodDir(podID), "containers", id)
+}
+
+// WriteFileAtomic replaces path with data so readers see old or new, never part.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(data, '\n'), 0o600)
+}
+
+// SavePod writes the pod's record, making its directory on first save.
+func (s *Store) SavePod(p *Pod) error {
+	if err := os.MkdirAll(filepath.Join(s.PodDir(p.ID), "containers"), 0o700); err != nil {
+		return fmt.Errorf("pod dir: %w", err)
+	}
+	if err := writeJSON(filepath.Join(s.PodDir(p.ID), "pod.json"), p); err != nil {
+		return fmt.Errorf("save pod %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// LoadPod reads the record of pod id.
+func (s *Store) LoadPod(id string) (*Pod, error) {
+	data, err := os.ReadFile(filepath.Join(s.PodDir(id), "pod.json"))
+	if err != nil {
+		return nil, err
+	}
+	p := &Pod{}
+	if err := json.Unmarshal(data, p); err != nil {
+		return nil, fmt.Errorf("pod %s: corrupt record: %w", id, err)
+	}
+	return p, nil
+}
+
+// PodIDs lists every pod directory, including half-made ones with no record.
+func (s *Store) PodIDs() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Root, "pods"))
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Pods loads every pod with a readable record, oldest first.
+func (s *Store) Pods() ([]*Pod, error) {
+	ids, err := s.PodIDs()
+	if err != nil {
+		return nil, err
+	}
+	var pods []*Pod
+	for _, id := range ids {
+		p, err := s.LoadPod(id)
+		if err != nil {
+			continue
+		}
+		pods = append(pods, p)
+	}
+	sort.SliceStable(pods, func(i, j int) bool { return pods[i].CreatedAt.Before(pods[j].CreatedAt) })
+	return pods, nil
+}
+
+// SaveContainer writes a container's record.
+func (s *Store) SaveContainer(c *Container) error {
+	dir := s.ContainerDir(c.PodID, c.ID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("container dir: %w", err)
+	}
+	if err := writeJSON(filepath.Join(dir, "container.json"), c); err != nil {
+		return fmt.Errorf("save container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Containers loads every container of a pod, oldest first.
+func (s *Store) Containers(podID string) ([]*Container, error) {
+	ents, err := os.ReadDir(filepath.Join(s.PodDir(podID), "containers"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cs []*Container
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(s.ContainerDir(podID, e.Name()), "container.json"))
+		if err != nil {
+			continue
+		}
+		c := &Container{}
+		if json.Unmarshal(data, c) == nil {
+			cs = append(cs, c)
+		}
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].CreatedAt.Before(cs[j].CreatedAt) })
+	return cs, nil
+}
+
+// ExitFile is where a container's shim records its exit status.
+func (s *Store) ExitFile(podID, id string) string {
+	return filepath.Join(s.ContainerDir(podID, id), "exit")
+}
