@@ -288,6 +288,7 @@ func sweepPrefix(prefix string) {
 		}
 	}
 	sweepIPTables(prefix)
+	sweepNftChains(prefix)
 	matches, _ := filepath.Glob(filepath.Join(cacheResultsDir, prefix+"*"))
 	for _, m := range matches {
 		_ = os.Remove(m)
@@ -361,4 +362,26 @@ func splitRule(s string) []string {
 		args = append(args, cur.String())
 	}
 	return args
+}
+
+// sweepNftChains deletes nftables chains named after the bench's networks
+// (podns keeps a per-network masquerade chain in its own table).
+func sweepNftChains(prefix string) {
+	out, err := exec.Command("nft", "list", "chains").Output()
+	if err != nil {
+		return
+	}
+	var family, table string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[0] == "table":
+			family, table = f[1], f[2]
+		case len(f) >= 2 && f[0] == "chain" && strings.Contains(f[1], prefix) && table != "":
+			_ = exec.Command("nft", "flush", "chain", family, table, f[1]).Run()
+			if err := exec.Command("nft", "delete", "chain", family, table, f[1]).Run(); err != nil {
+				warnf("sweep: delete nft chain %s %s %s: %v", family, table, f[1], err)
+			}
+		}
+	}
 }

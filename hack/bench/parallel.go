@@ -28,7 +28,8 @@ type ParallelRun struct {
 	DelErrors  int     `json:"del_errors"`
 	Duplicates int     `json:"duplicate_addresses"`
 	// Leftovers after every DEL returned: host ports still on the bridge,
-	// IPAM entries and masquerade rule lines more than before the burst.
+	// attachments of the burst the IPAM still holds, and masquerade rule
+	// lines more than before the burst.
 	LeftPorts  int    `json:"left_ports"`
 	LeftIPAM   int    `json:"left_ipam"`
 	LeftRules  int    `json:"left_rules"`
@@ -74,7 +75,7 @@ func (b *Bench) scenarioParallel() error {
 // burst releases conc ADDs at the same instant, then conc DELs.
 func (b *Bench) burst(n *Net, conc int) (ParallelRun, error) {
 	r := ParallelRun{Side: n.Impl.Side, Conc: conc}
-	ipam0, rules0 := ipamEntries(n), ruleLines(n)
+	rules0 := ruleLines(n)
 	atts := make([]*Attachment, conc)
 	for i := range atts {
 		a, err := b.prepare(n)
@@ -129,7 +130,11 @@ func (b *Bench) burst(n *Net, conc int) (ParallelRun, error) {
 		}
 	}
 	r.LeftPorts = bridgePorts(n.Bridge)
-	r.LeftIPAM = ipamEntries(n) - ipam0
+	ids := map[string]bool{}
+	for _, a := range atts {
+		ids[a.ContainerID] = true
+	}
+	r.LeftIPAM = ipamRefs(n, ids)
 	r.LeftRules = ruleLines(n) - rules0
 	return r, nil
 }
@@ -153,56 +158,67 @@ func bridgePorts(bridge string) int {
 	return c
 }
 
-// ipamEntries counts a network's allocations without knowing the IPAM's
-// schema: host-local keeps one file per address; a bbolt store is counted by
-// its keys (before and after are compared, so index buckets cancel out).
-func ipamEntries(n *Net) int {
-	c := 0
+// ipamRefs counts the attachments of ids that a network's IPAM still holds,
+// without knowing its schema: host-local keeps one file per address holding
+// the container ID; a bbolt store is searched key by key and value by value.
+// (Free lists and cursors name no container, so they do not count.)
+func ipamRefs(n *Net, ids map[string]bool) int {
+	found := map[string]bool{}
+	note := func(b []byte) {
+		for _, m := range idRe.FindAll(b, -1) {
+			if ids[string(m)] {
+				found[string(m)] = true
+			}
+		}
+	}
 	_ = filepath.Walk(n.DataDir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return nil
 		}
 		base := info.Name()
-		if net.ParseIP(base) != nil {
-			c++
-			return nil
+		switch {
+		case net.ParseIP(base) != nil:
+			if b, err := os.ReadFile(path); err == nil {
+				note(b)
+			}
+		case strings.HasPrefix(base, "last_reserved_ip"), strings.HasSuffix(base, ".lock"), base == "lock":
+		default:
+			boltScan(path, note)
 		}
-		if strings.HasPrefix(base, "last_reserved_ip") || base == "lock" {
-			return nil
-		}
-		c += boltKeys(path)
 		return nil
 	})
-	return c
+	return len(found)
 }
 
-func boltKeys(path string) int {
+// idRe matches the container IDs the bench makes: prefix, 4 hex, 8 digits.
+var idRe = regexp.MustCompile(namePrefix + `[0-9a-f]{4}[0-9]{8}`)
+
+func boltScan(path string, note func([]byte)) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
-		return 0
+		return
 	}
 	defer db.Close()
-	c := 0
-	var count func(bk *bolt.Bucket)
-	count = func(bk *bolt.Bucket) {
+	var scan func(bk *bolt.Bucket)
+	scan = func(bk *bolt.Bucket) {
 		_ = bk.ForEach(func(k, v []byte) error {
+			note(k)
 			if v == nil {
 				if sub := bk.Bucket(k); sub != nil {
-					count(sub)
+					scan(sub)
 				}
 				return nil
 			}
-			c++
+			note(v)
 			return nil
 		})
 	}
 	_ = db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(_ []byte, bk *bolt.Bucket) error {
-			count(bk)
+			scan(bk)
 			return nil
 		})
 	})
-	return c
 }
 
 var ipv4Re = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)

@@ -106,6 +106,7 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 	}
 	if run1 {
 		logf("scenario 1: one ADD and one DEL into a fresh netns, 0 other pods")
+		b.measureFloors(b.cfg.Samples * 2)
 		for _, how := range []via{viaExec, viaCnitool} {
 			for _, g := range []group{bridge, routed} {
 				if err := b.probeAddDel(1, g, how, 0, b.cfg.Samples); err != nil {

@@ -21,6 +21,7 @@ type Report struct {
 	Impls      []Impl        `json:"impls"`
 	SelfCheck  bool          `json:"self_check,omitempty"`
 	Notes      []string      `json:"notes,omitempty"`
+	Floors     []Floor       `json:"floors,omitempty"`
 	Probes     []Probe       `json:"probes,omitempty"`
 	Fills      []Fill        `json:"fills,omitempty"`
 	Parallel   []ParallelRun `json:"parallel,omitempty"`
@@ -207,6 +208,13 @@ func (r *Report) tables() []table {
 		}
 		ts = append(ts, t)
 	}
+	if len(r.Floors) > 0 {
+		t := table{title: "Floor: starting a program as a runtime execs a plugin (ms, median / p90)", header: []string{"program", "median / p90"}}
+		for _, f := range r.Floors {
+			t.rows = append(t.rows, []string{f.Name, cell(f.Stat)})
+		}
+		ts = append(ts, t)
+	}
 	// Scenario 3.
 	if len(r.Parallel) > 0 {
 		t := table{title: "Scenario 3: N ADDs released at once, then N DELs at once (median over rounds)",
@@ -305,7 +313,7 @@ func (r *Report) tables() []table {
 				case !ok || c.Stat == nil || c.Stat.N == 0:
 					row = append(row, "-")
 				case c.OverMS != 0:
-					row = append(row, fmt.Sprintf("%.2f (+%.2f)", c.Stat.Median, c.OverMS))
+					row = append(row, fmt.Sprintf("%.2f (%+.2f)", c.Stat.Median, c.OverMS))
 				default:
 					row = append(row, fmt.Sprintf("%.2f", c.Stat.Median))
 				}
