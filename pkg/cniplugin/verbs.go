@@ -282,6 +282,8 @@ func gc(args *skel.CmdArgs) error {
 		return true
 	}); err != nil {
 		errs = append(errs, err)
+	} else if err := masq.Prune(conf.Name); err != nil {
+		errs = append(errs, err)
 	}
 	if err := ipamcall.GC(context.Background(), conf.IPAM.Type, args); err != nil {
 		errs = append(errs, err)

@@ -227,3 +227,37 @@ func sameSaddr(got, want []expr.Any) bool {
 	w, ok2 := want[3].(*expr.Cmp)
 	return ok1 && ok2 && string(g.Data) == string(w.Data)
 }
+
+// Prune deletes the network's chain when it holds no rules, and the podns
+// table when it holds no chains. A concurrent ADD that just added a rule
+// makes the kernel refuse (EBUSY); that is fine, the chain is in use.
+func Prune(network string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	rs, err := rules(c, network)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		c.DelChain(&nftables.Chain{Name: ChainName(network), Table: table})
+		if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("delete empty chain %s: %w", ChainName(network), err)
+		}
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == TableName {
+			return nil
+		}
+	}
+	c.DelTable(table)
+	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("delete empty table %s: %w", TableName, err)
+	}
+	return nil
+}
