@@ -208,6 +208,11 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 		}
 		pod.NSInodes["pid"] = ino
 	}
+	if net, ok := pod.Pins["net"]; ok {
+		if err := loopbackUp(net); err != nil {
+			return err
+		}
+	}
 	if netList != nil {
 		pod.CNIAdded = true // DEL is owed from here on, even if ADD fails
 		if err := r.Store.SavePod(pod); err != nil {
