@@ -36,15 +36,13 @@ BRIDGE=pe2e$RUN_ID
 NETNAME=podns-e2e-$RUN_ID
 K8S_NS=podns-e2e-$RUN_ID
 CGROUP_PARENT=/podns-e2e-$RUN_ID
-# critest puts its pods under this cgroup parent when the runtime cannot
-# report its cgroup driver (containerd 1.6 cannot).
-CRITEST_CGROUP=test.slice
 CNI_BIN=$WORK/cni/bin
 CNI_CONF=$WORK/cni/net.d
 RUNC_ROOT=$WORK/runc
 PAUSE_IMAGE=localhost/podns/pause:e2e
 BUSYBOX_IMAGE=localhost/podns/busybox:e2e
 CONTAINERD_PID=
+IDS=
 PASSED=0
 FAILED=0
 
@@ -112,13 +110,17 @@ stop_containerd() {
 	[[ -n $CONTAINERD_PID ]] || return 0
 	kill -TERM "$CONTAINERD_PID" 2>/dev/null || true
 	local i
-	for ((i = 0; i < 100; i++)); do
+	for ((i = 0; i < 300; i++)); do
 		containerd_alive || break
 		sleep 0.2
 	done
-	containerd_alive && kill -KILL "$CONTAINERD_PID" 2>/dev/null
+	if containerd_alive; then
+		log "containerd ignored SIGTERM for 60s; killing it"
+		kill -KILL "$CONTAINERD_PID" 2>/dev/null || true
+	fi
 	wait "$CONTAINERD_PID" 2>/dev/null || true
 	CONTAINERD_PID=
+IDS=
 }
 
 # our_pids PATTERN: PIDs whose command line contains PATTERN (never ours).
@@ -133,15 +135,26 @@ our_pids() {
 	return 0
 }
 
-# cgroup_dirs: every cgroup directory this run may have made.
+# run_ids: every sandbox and container ID our containerd used, from its log
+# (which names each one, even when killed mid-call) and its task bundles.
+run_ids() {
+	{
+		grep -ohE '[0-9a-f]{64}' "$WORK/containerd.log" 2>/dev/null
+		ls "$WORK/containerd/state/io.containerd.runtime.v2.task/k8s.io" 2>/dev/null
+	} | grep -xE '[0-9a-f]{64}' | sort -u
+	return 0
+}
+
+# cgroup_dirs: every cgroup directory this run made and that still exists:
+# our pods' parent, and per-ID ones. critest's pods ask for parent
+# /test.slice, which containerd turns into "test.slice:cri-containerd:ID"
+# (relative to containerd's own cgroup); a crash can leave those behind.
 cgroup_dirs() {
 	local d
 	for d in /sys/fs/cgroup/*/"${CGROUP_PARENT#/}" /sys/fs/cgroup/"${CGROUP_PARENT#/}"; do
 		[[ -d $d ]] && echo "$d"
 	done
-	if [[ -f $WORK/critest-cgroups.new ]]; then
-		cat "$WORK/critest-cgroups.new"
-	fi
+	[[ -n $IDS ]] && find /sys/fs/cgroup -mindepth 2 -maxdepth 4 -type d 2>/dev/null | grep -F "$IDS"
 	return 0
 }
 
@@ -149,6 +162,7 @@ teardown() {
 	local rc=$? p m id
 	set +e
 	trap - EXIT INT TERM ERR
+	IDS=$(run_ids)
 	printf '\n==== teardown\n'
 	if containerd_alive; then
 		cri rm -af >/dev/null 2>&1
@@ -182,6 +196,8 @@ teardown() {
 	for d in $(cgroup_dirs); do
 		find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
 	done
+	# Shims make /run/containerd/s for their sockets; drop it if we made it.
+	[[ -f $WORK/run-containerd.made ]] && rmdir /run/containerd/s /run/containerd 2>/dev/null
 	[[ -n ${KEEP_WORK:-} ]] || rm -rf --one-file-system "$WORK"
 	leak_check || rc=1
 	printf '\n%d checks passed, %d failed; %ds in all\n' "$PASSED" "$FAILED" $((SECONDS - START))
@@ -247,6 +263,7 @@ step "0. dependencies (crictl, critest $CRI_TOOLS_VERSION) and names"
 ensure_deps
 pick_subnet
 mkdir -p "$WORK"/{containerd,cni/bin,cni/net.d,pods,logs,img,tools}
+[[ -e /run/containerd ]] || touch "$WORK/run-containerd.made"
 nft -j list tables 2>/dev/null | jq -r '.nftables[] | select(.table.name? == "cni_hostport") | .table.family' >"$WORK/portmap-tables.before"
 printf '  run %s: work dir %s, bridge %s, subnet %s.0/24, CNI %s\n' "$RUN_ID" "$WORK" "$BRIDGE" "$SUBNET_PREFIX" "$E2E_CNI"
 
@@ -439,7 +456,7 @@ run_pod() {
 	NETNS[$n]=$(jq -r '.info.runtimeSpec.linux.namespaces[] | select(.type == "network") | .path' <<<"$info")
 	# The host end of eth0: its peer index, seen from inside the pod.
 	local idx
-	idx=$(nsenter --net="${NETNS[$n]}" ip -o link show dev eth0 | sed -n 's/^[0-9]*: eth0@if\([0-9]*\):.*/\1/p')
+	idx=$(nsenter --net="${NETNS[$n]}" ip -o link show dev eth0 2>/dev/null | sed -n 's/^[0-9]*: eth0@if\([0-9]*\):.*/\1/p')
 	VETH[$n]=$(ip -o link | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1)
 	# Wait until the web server listens.
 	for c in $(seq 50); do
@@ -558,7 +575,7 @@ check_pod b a2
 remove_pod a2
 remove_pod b
 check_eq "no ports left on $BRIDGE" "$(ip -o link show master "$BRIDGE" | wc -l)" 0
-check_eq "no pods left" "$(cri pods -q | wc -l)" 0
+check "no pods left" bash -c "out=\$(crictl --config '$WORK/crictl.yaml' pods -q) && [[ -z \$out ]]"
 # Both addresses must be free again: two new pods get exactly them.
 if run_bare_pod x && run_bare_pod y; then
 	check_eq "both addresses released: new pods x and y got them" \
@@ -580,16 +597,11 @@ if ((RUN_CRITEST)); then
 	done
 	check "containerd reloaded the conflist with a wider range" \
 		bash -c "crictl --config '$WORK/crictl.yaml' info | jq -e '.cniconfig.Networks[-1].Config.Source | contains(\"$SUBNET_PREFIX.250\")'"
-	# critest's pods land under /$CRITEST_CGROUP; remember what was not there.
-	for d in /sys/fs/cgroup/*/; do
-		[[ -e $d$CRITEST_CGROUP ]] || echo "$d$CRITEST_CGROUP"
-	done >"$WORK/critest-cgroups.candidates"
 	t0=$SECONDS
 	crit_rc=0
 	"$CRITEST" -runtime-endpoint "unix://$SOCK" -image-endpoint "unix://$SOCK" \
 		-ginkgo.focus "$CRITEST_FOCUS" -ginkgo.skip "$CRITEST_SKIP" -ginkgo.no-color \
 		-ginkgo.json-report "$WORK/critest.json" >"$WORK/critest.log" 2>&1 || crit_rc=$?
-	while read -r d; do [[ -e $d ]] && echo "$d"; done <"$WORK/critest-cgroups.candidates" >"$WORK/critest-cgroups.new"
 	if [[ -s $WORK/critest.json ]]; then
 		jq -r '.[0].SpecReports[] | select(.LeafNodeType == "It" and .State != "skipped")
 			| "  \(.State | ascii_upcase | if . == "PASSED" then "PASS" else "FAIL" end)  critest: \(.ContainerHierarchyTexts | join(" ")) \(.LeafNodeText)"' \
@@ -609,7 +621,7 @@ if ((RUN_CRITEST)); then
 		fail "critest $CRITEST_FOCUS: $c_fail failed (exit $crit_rc); log tail:"
 		tail -n 40 "$WORK/critest.log" | sed 's/^/        /'
 	fi
-	check_eq "critest left no pods behind" "$(cri pods -q | wc -l)" 0
+	check "critest left no pods behind" bash -c "out=\$(crictl --config '$WORK/crictl.yaml' pods -q) && [[ -z \$out ]]"
 fi
 
 if ((FAILED)); then
