@@ -349,3 +349,33 @@ func TestMigrationFromHostLocalFiles(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestLegacySubnetAndIPRanges(t *testing.T) {
+	dir := t.TempDir()
+	legacy := []byte(`{"cniVersion":"0.4.0","name":"legacy","ipam":{"type":"podns-ipam","dataDir":"` + dir + `",
+		"subnet":"10.67.0.0/24","rangeStart":"10.67.0.20","rangeEnd":"10.67.0.30","gateway":"10.67.0.254"}}`)
+	r, err := CmdAdd(args("l1", legacy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ips(r)[0] != "10.67.0.20/24" || r.IPs[0].Gateway.String() != "10.67.0.254" {
+		t.Errorf("legacy subnet: %v via %v", ips(r), r.IPs[0].Gateway)
+	}
+	// ipRanges capability: ranges from the runtime, none in the config.
+	rt := []byte(`{"cniVersion":"1.1.0","name":"rtranges","ipam":{"type":"podns-ipam","dataDir":"` + dir + `"},
+		"runtimeConfig":{"ipRanges":[[{"subnet":"10.68.0.0/24","rangeStart":"10.68.0.100"}],[{"subnet":"fd00:68::/120"}]]}}`)
+	r, err = CmdAdd(args("r1", rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(ips(r), ",") != "10.68.0.100/24,fd00:68::2/120" {
+		t.Errorf("ipRanges: %v", ips(r))
+	}
+	if err := CmdDel(args("r1", rt)); err != nil {
+		t.Fatal(err)
+	}
+	// STATUS of a config without ranges of its own has nothing to exhaust.
+	if err := CmdStatus(args("", []byte(`{"cniVersion":"1.1.0","name":"rtranges","ipam":{"type":"podns-ipam","dataDir":"`+dir+`"}}`))); err != nil {
+		t.Errorf("STATUS without ranges: %v", err)
+	}
+}

@@ -75,9 +75,24 @@ type Store struct {
 	Dir  string
 }
 
+// Options tune Open.
+type Options struct {
+	// Timeout bounds the wait for other processes to finish with the store.
+	Timeout time.Duration
+	// NoSync skips fsync on commit: for benchmarks of the algorithm only,
+	// never for real allocations.
+	NoSync bool
+}
+
 // Open opens (creating it 0700/0600 if needed) the store in dir, waiting at
 // most timeout for other processes to finish with it.
 func Open(dir string, timeout time.Duration) (*Store, error) {
+	return OpenWith(dir, Options{Timeout: timeout})
+}
+
+// OpenWith is Open with options.
+func OpenWith(dir string, o Options) (*Store, error) {
+	timeout := o.Timeout
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
 	}
@@ -93,7 +108,7 @@ func Open(dir string, timeout time.Duration) (*Store, error) {
 	}
 	// Our own lock is held, so bbolt's flock succeeds at once; the timeout
 	// only guards against a foreign process holding the database file.
-	db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
 	if err != nil {
 		lk.Close()
 		if errors.Is(err, bolt.ErrTimeout) {

@@ -1,0 +1,90 @@
+//go:build linux
+
+package ipam
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
+)
+
+// FuzzLoadConfig: the IPAM config and CNI_ARGS parser never panics; an
+// accepted config keeps its store inside dataDir, has non-overlapping range
+// sets and only static addresses inside them; a rejected one says why with
+// a CNI code (4, 6 or 7).
+func FuzzLoadConfig(f *testing.F) {
+	for _, s := range []struct{ conf, args string }{
+		{`{"cniVersion":"1.1.0","name":"net1","ipam":{"type":"podns-ipam","dataDir":"/tmp/x","ranges":[[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.10","rangeEnd":"10.1.0.20","gateway":"10.1.0.1"}],[{"subnet":"fd00::/120"}]]}}`, ""},
+		{`{"cniVersion":"0.3.1","name":"net1","ipam":{"type":"podns-ipam","subnet":"10.2.0.0/16","reserved":["10.2.0.5","10.2.1.0/24"],"routes":[{"dst":"0.0.0.0/0"}],"lockTimeout":"2s"}}`, "IgnoreUnknown=1;IP=10.2.0.9"},
+		{`{"cniVersion":"1.0.0","name":"net1","ipam":{"type":"podns-ipam","ranges":[[{"subnet":"10.3.0.0/24"}]]},"runtimeConfig":{"ips":["10.3.0.7/24"],"ipRanges":[[{"subnet":"10.4.0.0/30"}]]},"args":{"cni":{"ips":["10.3.0.7"]}}}`, ""},
+		{`{"cniVersion":"1.1.0","name":"..","ipam":{"type":"podns-ipam","dataDir":"/tmp","ranges":[[{"subnet":"10.1.0.0/24"}]]}}`, ""},
+		{`{"cniVersion":"1.1.0","name":"a/../../b","ipam":{"type":"podns-ipam","dataDir":"relative","migrateFrom":"../x","ranges":[[{"subnet":"10.1.0.0/24"}]]}}`, ""},
+		{`{"cniVersion":"1.1.0","name":"n","ipam":{"type":"podns-ipam","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"10.1.0.128/25"}]]}}`, "IP=10.9.9.9"},
+		{`{"cniVersion":"1.1.0","name":"n","ipam":{"type":"podns-ipam","ranges":[[{"subnet":"10.1.0.0/32"}],[{"subnet":"::/0"}]],"lockTimeout":"-1s"}}`, "bad"},
+		{`{"cniVersion":"1.1.0","name":"n","ipam":{"type":"podns-ipam","ranges":[[{"subnet":"::ffff:10.0.0.0/120"}]]}}`, "IP=::ffff:10.0.0.5"},
+		{`{"cniVersion":"1.1.0","name":"n","ipam":{"type":"podns-ipam","ranges":[[]]},"cni.dev/valid-attachments":[{"containerID":"a","ifname":"eth0"}]}`, ""},
+		{`{"name":"n","ipam":null}`, ""},
+		{`{`, ""},
+	} {
+		f.Add([]byte(s.conf), s.args)
+	}
+	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
+		if len(stdin) > 64<<10 {
+			return
+		}
+		c, err := LoadConfig(stdin, cniArgs)
+		if err != nil {
+			var te *types.Error
+			if !errors.As(err, &te) {
+				t.Fatalf("error without a CNI code: %v", err)
+			}
+			switch te.Code {
+			case types.ErrInvalidEnvironmentVariables, types.ErrDecodingFailure, types.ErrInvalidNetworkConfig:
+			default:
+				t.Fatalf("unexpected code %d: %v", te.Code, err)
+			}
+			return
+		}
+		if utils.ValidateNetworkName(c.Name) != nil {
+			t.Fatalf("accepted network name %q", c.Name)
+		}
+		if !filepath.IsAbs(c.DataDir) {
+			t.Fatalf("accepted relative dataDir %q", c.DataDir)
+		}
+		rel, err := filepath.Rel(filepath.Clean(c.DataDir), c.Dir)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || strings.Contains(rel, "/") {
+			t.Fatalf("store dir %q is not one level inside dataDir %q", c.Dir, c.DataDir)
+		}
+		if strings.ContainsRune(c.Dir, 0) {
+			t.Fatalf("store dir %q has a NUL", c.Dir)
+		}
+		if len(c.Sets) == 0 {
+			t.Fatalf("accepted a config with no range sets")
+		}
+		for i := range c.Sets {
+			for j := i + 1; j < len(c.Sets); j++ {
+				if c.Sets[i].Overlaps(c.Sets[j]) {
+					t.Fatalf("range sets %d and %d overlap", i, j)
+				}
+			}
+		}
+		for _, a := range c.Static {
+			in := 0
+			for _, set := range c.Sets {
+				if set.Find(a) >= 0 {
+					in++
+				}
+			}
+			if in != 1 {
+				t.Fatalf("static %s is in %d range sets", a, in)
+			}
+		}
+		if c.LockTimeout <= 0 {
+			t.Fatalf("lock timeout %v", c.LockTimeout)
+		}
+	})
+}
