@@ -106,17 +106,53 @@ func OpenWith(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	path := filepath.Join(dir, DBFile)
+	if err := createAtomically(path); err != nil {
+		lk.Close()
+		return nil, err
+	}
 	// Our own lock is held, so bbolt's flock succeeds at once; the timeout
 	// only guards against a foreign process holding the database file.
-	db, err := bolt.Open(filepath.Join(dir, DBFile), 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
 	if err != nil {
 		lk.Close()
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w", filepath.Join(dir, DBFile), ErrLocked)
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
 		}
-		return nil, fmt.Errorf("open %s: %w", filepath.Join(dir, DBFile), err)
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return &Store{db: db, lock: lk, Dir: dir}, nil
+}
+
+// createAtomically makes an empty database under a temporary name and
+// renames it into place, so a kill -9 while bbolt writes its first pages
+// cannot leave a truncated database behind. The caller holds the lock.
+func createAtomically(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	tmp := path + ".new"
+	os.Remove(tmp) // left by a process killed here before
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if err := db.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	// Make the new name durable before anything is committed into it.
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // lockFile takes an exclusive flock on path, polling with short jittered
