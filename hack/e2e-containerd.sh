@@ -43,6 +43,7 @@ PAUSE_IMAGE=localhost/podns/pause:e2e
 BUSYBOX_IMAGE=localhost/podns/busybox:e2e
 CONTAINERD_PID=
 IDS=
+PORTMAP_BEFORE=
 PASSED=0
 FAILED=0
 
@@ -100,6 +101,16 @@ ensure_deps() {
 	fi
 }
 
+# Links are read from sysfs rather than netlink dumps: other tests on this
+# machine churn links, and the kernel then marks dumps interrupted.
+bridge_ports() { ls "/sys/class/net/$BRIDGE/brif" 2>/dev/null || true; }
+# link_by_index IFINDEX: the host link's name.
+link_by_index() {
+	local f
+	f=$(grep -lx "$1" /sys/class/net/*/ifindex 2>/dev/null | head -n 1) || true
+	[[ -z $f ]] || basename "$(dirname "$f")"
+}
+
 # ---------- teardown: runs on every exit ----------
 
 cri() { crictl --config "$WORK/crictl.yaml" "$@"; }
@@ -120,7 +131,6 @@ stop_containerd() {
 	fi
 	wait "$CONTAINERD_PID" 2>/dev/null || true
 	CONTAINERD_PID=
-IDS=
 }
 
 # our_pids PATTERN: PIDs whose command line contains PATTERN (never ours).
@@ -162,7 +172,6 @@ teardown() {
 	local rc=$? p m id
 	set +e
 	trap - EXIT INT TERM ERR
-	IDS=$(run_ids)
 	printf '\n==== teardown\n'
 	if containerd_alive; then
 		cri rm -af >/dev/null 2>&1
@@ -187,11 +196,15 @@ teardown() {
 	done
 	# Host ends of pod veths whose netns is gone vanish by themselves; any
 	# still enslaved to our bridge go with it.
-	for p in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+	for p in $(bridge_ports); do
 		ip link del "$p" 2>/dev/null
 	done
 	ip link del "$BRIDGE" 2>/dev/null
-	rm -f /var/lib/cni/results/"$NETNAME"-* /var/lib/cni/results/cni-loopback-*"$RUN_ID"* 2>/dev/null
+	IDS=$(run_ids)
+	# libcni's result cache: our network's entries, and containerd's own
+	# loopback network's entries for our IDs (left when a DEL never ran).
+	rm -f /var/lib/cni/results/"$NETNAME"-* 2>/dev/null
+	for id in $IDS; do rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null; done
 	remove_portmap_table
 	for d in $(cgroup_dirs); do
 		find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -205,14 +218,21 @@ teardown() {
 	exit "$rc"
 }
 
+# portmap_has_rules FAMILY: whether any container's port mapping (a rule
+# with a comment naming it) is in portmap's table.
+portmap_has_rules() {
+	nft -j list table "$1" cni_hostport 2>/dev/null |
+		jq -e '[.nftables[] | select(.rule) | .rule.comment // empty] | length > 0' >/dev/null
+}
+
 # portmap's nftables backend keeps one table per family for every container;
 # remove it only when this run created it and no other runtime's rule is in it.
 remove_portmap_table() {
 	local fam
 	for fam in ip ip6; do
-		grep -qx "$fam" "$WORK/portmap-tables.before" 2>/dev/null && continue
+		[[ " $PORTMAP_BEFORE " == *" $fam "* ]] && continue
 		nft list table "$fam" cni_hostport >/dev/null 2>&1 || continue
-		if nft -j list table "$fam" cni_hostport | jq -e '[.nftables[] | select(.rule) | .rule.comment // empty] | length == 0' >/dev/null; then
+		if ! portmap_has_rules "$fam"; then
 			nft delete table "$fam" cni_hostport
 		else
 			log "note: $fam cni_hostport still holds other containers' port mappings; left in place"
@@ -227,10 +247,19 @@ leak_check() {
 	ip link show "$BRIDGE" >/dev/null 2>&1 && leaks+=("bridge $BRIDGE")
 	[[ -z $(cgroup_dirs) ]] || leaks+=("cgroups: $(cgroup_dirs | tr '\n' ' ')")
 	compgen -G "/var/lib/cni/results/$NETNAME-*" >/dev/null && leaks+=("CNI result cache /var/lib/cni/results/$NETNAME-*")
+	local fam
 	for fam in ip ip6; do
-		grep -qx "$fam" "$WORK/portmap-tables.before" 2>/dev/null && continue
-		nft list table "$fam" cni_hostport >/dev/null 2>&1 && ! nft -j list table "$fam" cni_hostport |
-			jq -e '[.nftables[] | select(.rule) | .rule.comment // empty] | length > 0' >/dev/null && leaks+=("nftables table $fam cni_hostport")
+		[[ " $PORTMAP_BEFORE " == *" $fam "* ]] && continue
+		if nft list table "$fam" cni_hostport >/dev/null 2>&1 && ! portmap_has_rules "$fam"; then
+			leaks+=("nftables table $fam cni_hostport")
+		fi
+	done
+	local id
+	for id in $IDS; do
+		if compgen -G "/var/lib/cni/results/*-$id-*" >/dev/null; then
+			leaks+=("libcni cache entries of our containers")
+			break
+		fi
 	done
 	if [[ -z ${KEEP_WORK:-} && -e $WORK ]]; then leaks+=("$WORK"); fi
 	if ((${#leaks[@]})); then
@@ -264,7 +293,7 @@ ensure_deps
 pick_subnet
 mkdir -p "$WORK"/{containerd,cni/bin,cni/net.d,pods,logs,img,tools}
 [[ -e /run/containerd ]] || touch "$WORK/run-containerd.made"
-nft -j list tables 2>/dev/null | jq -r '.nftables[] | select(.table.name? == "cni_hostport") | .table.family' >"$WORK/portmap-tables.before"
+PORTMAP_BEFORE=$(nft -j list tables 2>/dev/null | jq -r '.nftables[] | select(.table.name? == "cni_hostport") | .table.family' | tr '\n' ' ')
 printf '  run %s: work dir %s, bridge %s, subnet %s.0/24, CNI %s\n' "$RUN_ID" "$WORK" "$BRIDGE" "$SUBNET_PREFIX" "$E2E_CNI"
 
 # ---------- step 1: binaries and images ----------
@@ -457,7 +486,7 @@ run_pod() {
 	# The host end of eth0: its peer index, seen from inside the pod.
 	local idx
 	idx=$(nsenter --net="${NETNS[$n]}" ip -o link show dev eth0 2>/dev/null | sed -n 's/^[0-9]*: eth0@if\([0-9]*\):.*/\1/p')
-	VETH[$n]=$(ip -o link | awk -F': ' -v i="$idx" '$1 == i {print $2}' | cut -d@ -f1)
+	VETH[$n]=$(link_by_index "$idx")
 	# Wait until the web server listens.
 	for c in $(seq 50); do
 		cri exec "${CLIENT[$n]}" wget -qO- http://127.0.0.1:8080/ >/dev/null 2>&1 && return 0
@@ -490,7 +519,7 @@ check_pod() {
 	eth0=$(cri exec "${WEB[$n]}" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1) || true
 	check_eq "$n: crictl inspectp IP matches eth0 inside the pod" "$eth0" "${IP[$n]}"
 	check "$n: IP inside $SUBNET_PREFIX.10-11" bash -c "[[ '${IP[$n]}' == '$SUBNET_PREFIX.10' || '${IP[$n]}' == '$SUBNET_PREFIX.11' ]]"
-	check "$n: host veth ${VETH[$n]} is a port of $BRIDGE" bash -c "ip -o link show dev '${VETH[$n]}' | grep -q 'master $BRIDGE '"
+	check "$n: host veth ${VETH[$n]} is a port of $BRIDGE" test -n "${VETH[$n]}" -a -e "/sys/class/net/$BRIDGE/brif/${VETH[$n]}"
 	check "$n: ping $o (${IP[$o]}) from $n" cri exec "${CLIENT[$n]}" ping -c 1 -W 2 "${IP[$o]}"
 	check "$n: host pings $n (${IP[$n]})" ping -c 1 -W 2 "${IP[$n]}"
 	# (Debian's static busybox wget crashes on -T; timeout bounds it instead.)
@@ -531,11 +560,11 @@ check_pod b a
 
 # The range holds exactly two addresses and both are taken: a third pod must
 # fail cleanly, leaving no sandbox and no veth behind.
-ports_before=$(ip -o link show master "$BRIDGE" | wc -l)
+ports_before=$(bridge_ports | wc -l)
 jq '.metadata.name = "c" | .metadata.uid += "-c" | .hostname = "c"' "$WORK/pods/a.json" >"$WORK/pods/c.json"
 check "third pod c fails while the two-address range is full" bash -c "! crictl --config '$WORK/crictl.yaml' runp '$WORK/pods/c.json'"
 check_eq "failed pod c left no sandbox" "$(cri pods --name '^c$' -q | wc -l)" 0
-check_eq "failed pod c left no host veth" "$(ip -o link show master "$BRIDGE" | wc -l)" "$ports_before"
+check_eq "failed pod c left no host veth" "$(bridge_ports | wc -l)" "$ports_before"
 
 # stopp/rmp must release a's address: the next pod can only get it back.
 old_ip=${IP[a]}
@@ -574,7 +603,7 @@ check_pod a2 b
 check_pod b a2
 remove_pod a2
 remove_pod b
-check_eq "no ports left on $BRIDGE" "$(ip -o link show master "$BRIDGE" | wc -l)" 0
+check_eq "no ports left on $BRIDGE" "$(bridge_ports | wc -l)" 0
 check "no pods left" bash -c "out=\$(crictl --config '$WORK/crictl.yaml' pods -q) && [[ -z \$out ]]"
 # Both addresses must be free again: two new pods get exactly them.
 if run_bare_pod x && run_bare_pod y; then
