@@ -86,7 +86,7 @@ func allocate(tx *store.Tx, c *Config, att store.Attachment) ([]netip.Addr, erro
 		if out, ok := reuse(c, held, static); ok {
 			return out, nil
 		}
-		if _, err := tx.Release(att); err != nil {
+		if _, err := tx.ReleaseKeep(att, c.keepFree); err != nil {
 			return nil, err
 		}
 	}
@@ -172,10 +172,10 @@ func CmdDel(args *skel.CmdArgs) error {
 		if err := migrate(tx, c); err != nil {
 			return err
 		}
-		rel, err := tx.Release(att)
+		rel, err := tx.ReleaseKeep(att, c.keepFree)
 		if err == nil && len(rel) == 0 && att.IfName != "" {
 			// Adopted from an old host-local that recorded no ifname.
-			_, err = tx.Release(store.Attachment{ContainerID: att.ContainerID})
+			_, err = tx.ReleaseKeep(store.Attachment{ContainerID: att.ContainerID}, c.keepFree)
 		}
 		return err
 	})
@@ -314,13 +314,24 @@ func CmdGC(args *skel.CmdArgs) error {
 			if valid[a] || (a.IfName == "" && validID[a.ContainerID]) {
 				continue
 			}
-			if _, err := tx.Release(a); err != nil {
+			if _, err := tx.ReleaseKeep(a, c.keepFree); err != nil {
 				return fmt.Errorf("release %s: %w", a, err)
 			}
 		}
 		return nil
 	})
 	return storeErr("gc", err)
+}
+
+// keepFree says whether a released address goes to the free list: not
+// when it lies in a sparse range, whose allocator does not use the list.
+func (c *Config) keepFree(a netip.Addr) bool {
+	for _, set := range c.Sets {
+		if i := set.Find(a); i >= 0 {
+			return !set[i].Sparse()
+		}
+	}
+	return true
 }
 
 // ensureMigrated adopts host-local's allocations before a read-only

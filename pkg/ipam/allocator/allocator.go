@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -33,11 +34,33 @@ type Index interface {
 // from hw+1 over addresses taken out of order (static IPs); the walk moves hw
 // forward, so its cost is paid once per address over the store's life. Both
 // are O(log n) however full the range is.
+//
+// A sparse range (more than SparseThreshold addresses, like an IPv6 /64)
+// never fills up, so it keeps no free list or mark: it walks from the cursor
+// over the few allocated addresses, and its released addresses are not
+// recorded (the free list would grow with every pod ever deleted).
 type Allocator struct {
 	Set       RangeSet
 	Reserved  []netip.Prefix
 	lastKey   string
 	rangeKeys []string
+	sparse    []bool
+}
+
+// SparseThreshold is the size above which a range is sparse.
+const SparseThreshold = 1 << 20
+
+// Sparse reports whether r has more than SparseThreshold addresses.
+func (r Range) Sparse() bool {
+	s, e := r.Start.As16(), r.End.As16()
+	sh, sl := binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(s[8:])
+	eh, el := binary.BigEndian.Uint64(e[:8]), binary.BigEndian.Uint64(e[8:])
+	dl := el - sl
+	var borrow uint64
+	if el < sl {
+		borrow = 1
+	}
+	return eh-sh-borrow > 0 || dl >= SparseThreshold
 }
 
 // New returns an allocator for set that never hands out gateways or
@@ -53,6 +76,7 @@ func New(set RangeSet, reserved []netip.Prefix) *Allocator {
 		sk = append(sk, r.Start.String()+"-"+r.End.String())
 		// The exclusions are part of the key: a config change that frees an
 		// address below hw must not leave it unreachable.
+		a.sparse = append(a.sparse, r.Sparse())
 		a.rangeKeys = append(a.rangeKeys, "hw/"+r.Start.String()+"-"+r.End.String()+"/"+r.Gateway.String()+"/"+strings.Join(res, ","))
 	}
 	a.lastKey = "last/" + strings.Join(sk, ",")
@@ -138,6 +162,16 @@ func (a *Allocator) HasFree(idx Index) (bool, error) {
 // firstFree returns the lowest free address in [lo, hi] of range i.
 func (a *Allocator) firstFree(idx Index, i int, lo, hi netip.Addr, write bool) (netip.Addr, bool, error) {
 	rg := a.Set[i]
+	if a.sparse[i] {
+		for p := lo; ; p = p.Next() {
+			if !a.Excluded(p) && !idx.IsAllocated(p) {
+				return p, true, nil
+			}
+			if p == hi {
+				return netip.Addr{}, false, nil
+			}
+		}
+	}
 	// Candidate 1: a released address.
 	c1, ok1 := idx.FreeSeek(lo, hi)
 	for ok1 && a.Excluded(c1) {

@@ -253,3 +253,36 @@ func TestInvalidRanges(t *testing.T) {
 		t.Error("overlapping ranges were accepted")
 	}
 }
+
+func TestSparse(t *testing.T) {
+	for subnet, want := range map[string]bool{
+		"10.0.0.0/16":   false,
+		"10.0.0.0/12":   false, // 2^20-2 addresses
+		"10.0.0.0/11":   true,
+		"fd00::/108":    false,
+		"fd00::/107":    true,
+		"fd00::/64":     true,
+		"8000::/1":      true,
+		"10.0.0.0/31":   false,
+		"fd00::9/128":   false,
+		"0.0.0.0/0":     true,
+		"2001:db8::/96": true,
+	} {
+		if got := mustRange(t, subnet, "", "", "").Sparse(); got != want {
+			t.Errorf("%s: Sparse() = %v, want %v", subnet, got, want)
+		}
+	}
+	// Around a 64-bit boundary inside one range: the borrow matters.
+	r := mustRange(t, "fd00::/64", "fd00::ffff:ffff:ffff:fff0", "fd00::ffff:ffff:ffff:fff5", "")
+	if r.Sparse() {
+		t.Error("a 6-address range is not sparse")
+	}
+}
+
+func TestSparseRangeRoundRobin(t *testing.T) {
+	e := newEnv(t, allocator.RangeSet{mustRange(t, "fd00:9::/64", "", "", "")})
+	e.static("s", "fd00:9::4")
+	e.expectSeq("c", "fd00:9::2", "fd00:9::3", "fd00:9::5")
+	e.release("cb")
+	e.expectSeq("d", "fd00:9::6", "fd00:9::7")
+}

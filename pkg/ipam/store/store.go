@@ -331,7 +331,11 @@ func (t *Tx) Allocate(addr netip.Addr, a Attachment) error {
 
 // Release frees every address of a and returns them; an unknown attachment
 // is not an error.
-func (t *Tx) Release(a Attachment) ([]netip.Addr, error) {
+func (t *Tx) Release(a Attachment) ([]netip.Addr, error) { return t.ReleaseKeep(a, nil) }
+
+// ReleaseKeep is Release that records a freed address in the free list only
+// if keep (nil: always) says so: huge ranges do not use the list.
+func (t *Tx) ReleaseKeep(a Attachment, keep func(netip.Addr) bool) ([]netip.Addr, error) {
 	addrs := t.Addrs(a)
 	for _, addr := range addrs {
 		k := addrKey(addr)
@@ -340,8 +344,10 @@ func (t *Tx) Release(a Attachment) ([]netip.Addr, error) {
 			if err := t.addrs.Delete(k); err != nil {
 				return nil, err
 			}
-			if err := t.free.Put(k, nil); err != nil {
-				return nil, err
+			if keep == nil || keep(addr) {
+				if err := t.free.Put(k, nil); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}
