@@ -3,8 +3,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -46,6 +48,8 @@ type Bench struct {
 	nets    []*Net
 	procs   map[int]*exec.Cmd
 	subnets int
+	// extraLinks are bridges made by networks that are not a *Net.
+	extraLinks []string
 }
 
 func newBench(cfg Config, r *Report) (*Bench, error) {
@@ -206,6 +210,95 @@ func (b *Bench) fill(n *Net, pods *[]*Attachment, target int, label string) erro
 	return nil
 }
 
+// teardown removes a filled network's pods the quick way, which is not
+// measured: delete every pod netns (the kernel removes both veth ends), then
+// let the plugin's GC drop rules and allocations (podns: CNI GC with an empty
+// valid-attachments list), or for the reference (whose GC does nothing)
+// remove its masquerade chains in one iptables-restore and its host-local
+// files. Anything GC leaves is then DEL'd one by one and reported.
+func (b *Bench) teardown(n *Net, pods *[]*Attachment) {
+	list := *pods
+	if len(list) == 0 {
+		return
+	}
+	t0 := time.Now()
+	ids := map[string]bool{}
+	parallel(len(list), b.cfg.FillWorkers, func(i int) {
+		if err := delNetns(list[i].NetnsName); err != nil {
+			warnf("teardown: %v", err)
+		}
+	})
+	for _, a := range list {
+		ids[a.ContainerID] = true
+	}
+	how := "GC"
+	if n.Impl.Main == "podns" {
+		if err := cniGC(n); err != nil {
+			warnf("teardown %s: GC: %v", n.Name, err)
+		}
+	} else {
+		how = "iptables-restore + rm"
+		sweepIPTables(n.Name)
+		_ = os.RemoveAll(filepath.Join(n.DataDir, n.Name))
+	}
+	leftRules, leftIPAM := ruleLines(n), ipamRefs(n, ids)
+	b.mu.Lock()
+	for _, a := range list {
+		delete(b.live, a)
+	}
+	b.mu.Unlock()
+	if leftRules > 0 || leftIPAM > 0 {
+		warnf("teardown %s: %s left %d rule lines and %d IPAM entries; DEL'ing each pod", n.Name, how, leftRules, leftIPAM)
+		for _, a := range list {
+			a.NetnsName = ""
+			a.NetnsPath = ""
+		}
+		b.drain(pods, "DEL the pods of "+n.Impl.Label)
+	}
+	// The kernel tears the netns down in the background; wait for the host
+	// veths to go so the next scenario does not measure that work.
+	for i := 0; i < 600 && bridgePorts(n.Bridge) > 0; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.report.Teardowns = append(b.report.Teardowns, Teardown{Side: n.Impl.Side, Pods: len(list), How: how,
+		Seconds: time.Since(t0).Seconds(), LeftRules: leftRules, LeftIPAM: leftIPAM})
+	logf("  removed %d pods of %s in %.1f s (%s; left by it: %d rule lines, %d IPAM entries)", len(list), n.Impl.Label, time.Since(t0).Seconds(), how, leftRules, leftIPAM)
+	*pods = nil
+}
+
+// Teardown records the unmeasured clean-up of a filled network, and what the
+// plugin's GC left behind (should be nothing).
+type Teardown struct {
+	Side      string  `json:"side"`
+	Pods      int     `json:"pods"`
+	How       string  `json:"how"`
+	Seconds   float64 `json:"seconds"`
+	LeftRules int     `json:"left_rules"`
+	LeftIPAM  int     `json:"left_ipam"`
+}
+
+// cniGC sends CNI GC with an empty valid-attachments list: every attachment
+// of the network goes.
+func cniGC(n *Net) error {
+	var conf map[string]any
+	if err := json.Unmarshal(n.Conf, &conf); err != nil {
+		return err
+	}
+	conf["cniVersion"] = "1.1.0"
+	conf["cni.dev/valid-attachments"] = []any{}
+	data, err := json.Marshal(conf)
+	if err != nil {
+		return err
+	}
+	c := exec.Command(filepath.Join(n.Impl.Dir, n.Impl.Main))
+	c.Env = []string{"CNI_COMMAND=GC", "CNI_PATH=" + n.Impl.Dir, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	c.Stdin = bytes.NewReader(data)
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // drain detaches every pod in pods.
 func (b *Bench) drain(pods *[]*Attachment, label string) {
 	list := *pods
@@ -250,11 +343,15 @@ func (b *Bench) cleanup() {
 			}
 		})
 	}
+	bridges := append([]string{}, b.extraLinks...)
 	for _, n := range b.nets {
-		if l, err := netlink.LinkByName(n.Bridge); err == nil {
+		bridges = append(bridges, n.Bridge)
+		removeCNICache(n.Name)
+	}
+	for _, br := range bridges {
+		if l, err := netlink.LinkByName(br); err == nil {
 			_ = netlink.LinkDel(l)
 		}
-		removeCNICache(n.Name)
 	}
 	sweepPrefix(b.prefix)
 	_ = os.RemoveAll(b.stateDir)
@@ -300,14 +397,16 @@ func sweepPrefix(prefix string) {
 }
 
 // sweepIPTables deletes the reference plugins' per-pod masquerade chains
-// whose comment names one of the bench's networks, and the jumps to them.
+// whose comment names a network starting with prefix, and the jumps to them,
+// in one iptables-restore transaction (one exec however many pods).
 func sweepIPTables(prefix string) {
 	out, err := exec.Command("iptables-save", "-t", "nat").Output()
 	if err != nil {
 		return
 	}
 	chains := map[string]bool{}
-	var jumps []string
+	var script strings.Builder
+	script.WriteString("*nat\n")
 	for _, line := range strings.Split(string(out), "\n") {
 		if !strings.HasPrefix(line, "-A POSTROUTING ") || !strings.Contains(line, `name: \"`+prefix) {
 			continue
@@ -318,11 +417,10 @@ func sweepIPTables(prefix string) {
 				chains[f[i+1]] = true
 			}
 		}
-		jumps = append(jumps, line)
+		script.WriteString("-D" + strings.TrimPrefix(line, "-A") + "\n")
 	}
-	for _, j := range jumps {
-		args := append([]string{"-t", "nat", "-D"}, splitRule(strings.TrimPrefix(j, "-A "))...)
-		_ = exec.Command("iptables", args...).Run()
+	if len(chains) == 0 {
+		return
 	}
 	var names []string
 	for c := range chains {
@@ -330,38 +428,17 @@ func sweepIPTables(prefix string) {
 	}
 	sort.Strings(names)
 	for _, c := range names {
-		_ = exec.Command("iptables", "-t", "nat", "-F", c).Run()
-		_ = exec.Command("iptables", "-t", "nat", "-X", c).Run()
+		script.WriteString("-F " + c + "\n")
 	}
-}
-
-// splitRule splits an iptables-save rule into arguments, keeping quoted
-// comments (with \" escapes) as one argument.
-func splitRule(s string) []string {
-	var args []string
-	var cur strings.Builder
-	inQ := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\\' && inQ && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-		case c == '"':
-			inQ = !inQ
-		case c == ' ' && !inQ:
-			if cur.Len() > 0 {
-				args = append(args, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteByte(c)
-		}
+	for _, c := range names {
+		script.WriteString("-X " + c + "\n")
 	}
-	if cur.Len() > 0 {
-		args = append(args, cur.String())
+	script.WriteString("COMMIT\n")
+	c := exec.Command("iptables-restore", "--noflush", "-w")
+	c.Stdin = strings.NewReader(script.String())
+	if out, err := c.CombinedOutput(); err != nil {
+		warnf("sweep: iptables-restore: %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	return args
 }
 
 // sweepNftChains deletes nftables chains named after the bench's networks

@@ -42,12 +42,17 @@ type Config struct {
 	NSLevels     []int // scenario 6: pods holding namespaces
 	NSSamples    int
 	FillWorkers  int
-	Scenarios    map[int]bool
+	// SandboxSamples is scenario 5's pods per side.
+	SandboxSamples int
+	Scenarios      map[int]bool
 	// StopOnFillError ends the run at a failing fill instead of measuring a
 	// network that does not hold the pods it claims.
 	StopOnFillError bool
 
-	impls struct{ bridge, routed, ipam []Impl }
+	impls    struct{ bridge, routed, ipam []Impl }
+	podnsDir string
+	refDir   string
+	repo     string
 }
 
 func main() {
@@ -109,11 +114,13 @@ func cmdRun(args []string) int {
 		cfg.Conc, cfg.Rounds = []int{8, 32, 64}, 1
 		cfg.IPAMPrefix, cfg.IPAMSamples = 24, 12
 		cfg.NSLevels, cfg.NSSamples = []int{0, 100}, 15
+		cfg.SandboxSamples = 5
 	} else {
 		cfg.Samples, cfg.ProbeSamples, cfg.Levels = 15, 15, []int{0, 100, 500, 1000}
 		cfg.Conc, cfg.Rounds = []int{8, 32, 64}, 2
 		cfg.IPAMPrefix, cfg.IPAMSamples = 22, 30
 		cfg.NSLevels, cfg.NSSamples = []int{0, 100, 500, 1000}, 30
+		cfg.SandboxSamples = 10
 	}
 	fillWorkersNote = cfg.FillWorkers
 	if *levels != "" {
@@ -132,9 +139,11 @@ func cmdRun(args []string) int {
 	for _, s := range sc {
 		cfg.Scenarios[s] = true
 	}
+	cfg.repo = repoRoot()
 	if *podnsDir == "" {
-		*podnsDir = filepath.Join(repoRoot(), "bin")
+		*podnsDir = filepath.Join(cfg.repo, "bin")
 	}
+	cfg.podnsDir, cfg.refDir = *podnsDir, *refDir
 	if p, err := exec.LookPath("cnitool"); err == nil {
 		cnitoolPath = p
 	} else {

@@ -83,7 +83,13 @@ func (b *Bench) scenarioNamespaces() error {
 			ser[i] = &series{}
 		}
 		for s := 0; s < b.cfg.NSSamples && !b.stopped(); s++ {
-			for i, k := range nsKinds {
+			for j := range nsKinds {
+				// Alternate the order so drift hits every kind alike.
+				i := j
+				if s%2 == 1 {
+					i = len(nsKinds) - 1 - j
+				}
+				k := nsKinds[i]
 				c := exec.Command(truePath)
 				c.SysProcAttr = &syscall.SysProcAttr{Cloneflags: k.flags}
 				t0 := time.Now()

@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -133,7 +135,7 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 	}
 	defer func() {
 		for _, n := range g.nets {
-			b.drain(pods[n], "remove the pods of "+n.Impl.Label)
+			b.teardown(n, pods[n])
 		}
 	}()
 	len0 := map[*Net]int{}
@@ -161,6 +163,7 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 		if err := b.probeAddDel(2, g, viaExec, level, b.cfg.ProbeSamples); err != nil {
 			return err
 		}
+		b.pauseAt(level, g.nets)
 	}
 	return nil
 }
@@ -171,4 +174,25 @@ type Fill struct {
 	From    int     `json:"from"`
 	Pods    int     `json:"pods"`
 	Seconds float64 `json:"seconds"`
+}
+
+// pauseAt lets a person look at a filled network (strace, perf, pprof):
+// with BENCH_PAUSE_AT=<pods> the run stops after that level's probe until
+// the file it names is removed.
+func (b *Bench) pauseAt(level int, nets []*Net) {
+	if os.Getenv("BENCH_PAUSE_AT") != fmt.Sprint(level) {
+		return
+	}
+	f := filepath.Join(b.stateDir, "paused")
+	_ = os.WriteFile(f, nil, 0o600)
+	for _, n := range nets {
+		logf("paused at %d pods: %s conf %s", level, n.Impl.Label, n.Conf)
+	}
+	logf("paused; rm %s to go on", f)
+	for !b.stopped() {
+		if _, err := os.Stat(f); err != nil {
+			return
+		}
+		time.Sleep(time.Second)
+	}
 }
