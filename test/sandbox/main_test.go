@@ -52,6 +52,7 @@ type envOpts struct {
 	noConf    bool
 	extraBin  string // a directory searched before the reference plugins
 	extraPlug string // JSON of one more plugin appended to the chain
+	podns     bool   // main plugin: podns from this tree instead of the reference bridge
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -73,8 +74,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.extraBin != "" {
 		e.binDirs = o.extraBin + ":" + refPlugins
 	}
+	main := "bridge"
+	if o.podns {
+		main = "podns"
+		e.binDirs = e.bin + ":" + e.binDirs
+	}
 	if !o.noConf {
-		plugins := []string{fmt.Sprintf(`{"type":"bridge","bridge":%q,"isGateway":true,
+		plugins := []string{fmt.Sprintf(`{"type":%q,`, main) + fmt.Sprintf(`"bridge":%q,"isGateway":true,
 			"ipam":{"type":"host-local","ranges":[[{"subnet":"%s.0/24"}]],"dataDir":%q}}`, e.bridge, e.subnet, e.ipamDir)}
 		if o.portmap {
 			plugins = append(plugins, `{"type":"portmap","capabilities":{"portMappings":true}}`)
