@@ -16,7 +16,7 @@ import (
 // snapshot is what bad input must not change.
 type snapshot struct {
 	pods, mounts, ipam string
-	links             int
+	links              int
 }
 
 func (e *env) snapshot() snapshot {
