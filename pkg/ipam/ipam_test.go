@@ -379,3 +379,24 @@ func TestLegacySubnetAndIPRanges(t *testing.T) {
 		t.Errorf("STATUS without ranges: %v", err)
 	}
 }
+
+func TestCheckStoreAndAllocations(t *testing.T) {
+	dir := t.TempDir()
+	c := conf(t, dir, nil, nil)
+	if _, err := CmdAdd(args("a", c)); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckStore(dir, "unitnet", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	al, err := Allocations(dir, "unitnet", time.Second)
+	if err != nil || len(al) != 2 || al[mustAddr("10.61.0.2")].ContainerID != "a" {
+		t.Fatalf("Allocations = %v, %v", al, err)
+	}
+	if err := CheckStore(dir, "nosuchnet", time.Second); err == nil {
+		t.Error("CheckStore of a network without a store succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nosuchnet")); err == nil {
+		t.Error("CheckStore created a store")
+	}
+}

@@ -196,4 +196,15 @@ func TestCrashSafety(t *testing.T) {
 	if err := store.Check(p.storeDir(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// The operator commands chaos tooling uses agree.
+	if out, err := exec.Command(p.bin, "verify", p.storeDir()).CombinedOutput(); err != nil {
+		t.Fatalf("podns-ipam verify: %v %s", err, out)
+	}
+	out, err := exec.Command(p.bin, "list", p.storeDir()).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bytes.Fields(out)) / 3; n != len(after) {
+		t.Errorf("podns-ipam list shows %d allocations, want %d:\n%s", n, len(after), out)
+	}
 }

@@ -84,6 +84,15 @@ type Options struct {
 	NoSync bool
 }
 
+// OpenExisting is Open for readers: it fails, creating nothing, when dir
+// holds no store.
+func OpenExisting(dir string, timeout time.Duration) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, DBFile)); err != nil {
+		return nil, fmt.Errorf("no podns-ipam store in %s: %w", dir, err)
+	}
+	return Open(dir, timeout)
+}
+
 // Open opens (creating it 0700/0600 if needed) the store in dir, waiting at
 // most timeout for other processes to finish with it.
 func Open(dir string, timeout time.Duration) (*Store, error) {
@@ -450,7 +459,7 @@ func (t *Tx) Verify() error {
 // Check opens the store in dir and verifies it (bbolt's own page check and
 // Verify): for chaos tooling and tests.
 func Check(dir string, timeout time.Duration) error {
-	s, err := Open(dir, timeout)
+	s, err := OpenExisting(dir, timeout)
 	if err != nil {
 		return err
 	}
