@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -47,12 +48,17 @@ func openPodNS(path string) (netns.NsHandle, error) {
 }
 
 // undo collects rollback steps; run executes them newest first.
-type undo []func()
+type undo []func() error
 
-func (u *undo) push(f func()) { *u = append(*u, f) }
-func (u undo) run() {
+func (u *undo) push(f func() error) { *u = append(*u, f) }
+
+// run undoes newest first and keeps going; failures are logged only, the
+// ADD's own error is what the runtime must see.
+func (u undo) run(log *slog.Logger) {
 	for i := len(u) - 1; i >= 0; i-- {
-		u[i]()
+		if err := u[i](); err != nil {
+			log.Warn("rollback step failed", "err", err)
+		}
 	}
 }
 
@@ -98,19 +104,23 @@ func add(args *skel.CmdArgs) (err error) {
 	var rollback undo
 	defer func() {
 		if err != nil {
-			rollback.run()
+			rollback.run(log)
 		}
 	}()
 
 	var br *netlink.Bridge
 	masterIdx := 0
 	if conf.Mode == netconf.ModeBridge {
-		br, err = link.EnsureBridge(hostH, conf.Bridge, conf.MTU)
+		var created bool
+		br, created, err = link.EnsureBridge(hostH, conf.Bridge, conf.MTU)
 		if err != nil {
 			if errors.Is(err, link.ErrNotBridge) {
 				return codeErr(types.ErrInvalidNetworkConfig, "%v", err)
 			}
 			return err
+		}
+		if created {
+			rollback.push(func() error { return link.DeleteBridgeIfUnused(hostH, br) })
 		}
 		masterIdx = br.Attrs().Index
 	}
@@ -125,7 +135,7 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 		return err
 	}
-	rollback.push(func() { _ = link.DeleteByName(hostH, hostName) })
+	rollback.push(func() error { return link.DeleteByName(hostH, hostName) })
 	hostLink, err := hostH.LinkByName(hostName)
 	if err != nil {
 		return fmt.Errorf("look up host veth %s: %w", hostName, err)
@@ -145,7 +155,7 @@ func add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	rollback.push(func() { _ = ipamcall.Del(ctx, conf.IPAM.Type, args) })
+	rollback.push(func() error { return ipamcall.Del(ctx, conf.IPAM.Type, args) })
 	if len(res.IPs) == 0 {
 		return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned no addresses", conf.IPAM.Type)
 	}
@@ -266,7 +276,7 @@ func add(args *skel.CmdArgs) (err error) {
 		if err = masq.Add(conf.Name, args.ContainerID, args.IfName, k8s.Pod(), podIPs); err != nil {
 			return err
 		}
-		rollback.push(func() { _ = masq.Del(conf.Name, args.ContainerID, args.IfName) })
+		rollback.push(func() error { return masq.Del(conf.Name, args.ContainerID, args.IfName) })
 	}
 
 	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)

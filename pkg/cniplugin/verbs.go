@@ -111,7 +111,7 @@ func check(args *skel.CmdArgs) error {
 		return fmt.Errorf("interface %s is down", args.IfName)
 	}
 
-	addrs, err := podH.AddrList(pl, netlink.FAMILY_ALL)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return podH.AddrList(pl, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", args.IfName, err)
 	}
@@ -133,7 +133,7 @@ func check(args *skel.CmdArgs) error {
 		podIPs = append(podIPs, &a)
 	}
 
-	routes, err := podH.RouteList(pl, netlink.FAMILY_ALL)
+	routes, err := retryDump(func() ([]netlink.Route, error) { return podH.RouteList(pl, netlink.FAMILY_ALL) })
 	if err != nil {
 		return fmt.Errorf("list routes of %s: %w", args.IfName, err)
 	}
@@ -158,7 +158,7 @@ func check(args *skel.CmdArgs) error {
 			return fmt.Errorf("host veth %s is not a port of bridge %s", hostName, conf.Bridge)
 		}
 	} else {
-		hroutes, err := hostH.RouteList(hl, netlink.FAMILY_ALL)
+		hroutes, err := retryDump(func() ([]netlink.Route, error) { return hostH.RouteList(hl, netlink.FAMILY_ALL) })
 		if err != nil {
 			return fmt.Errorf("list routes of %s: %w", hostName, err)
 		}
@@ -259,9 +259,9 @@ func gc(args *skel.CmdArgs) error {
 	}
 	var errs []error
 	hostH := &netlink.Handle{}
-	links, err := hostH.LinkList()
+	links, err := link.List(hostH)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("list links: %w", err))
+		errs = append(errs, err)
 	}
 	for _, l := range links {
 		netName, id, ifn, pod, ok := link.ParseAlias(l.Attrs().Alias)
@@ -293,4 +293,17 @@ func gc(args *skel.CmdArgs) error {
 		return errors.Join(errs...)
 	}
 	return nil
+}
+
+// retryDump repeats a netlink dump the kernel marked as interrupted by a
+// concurrent change, so CHECK never judges from partial data.
+func retryDump[T any](f func() ([]T, error)) ([]T, error) {
+	var out []T
+	var err error
+	for i := 0; i < 10; i++ {
+		if out, err = f(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+	return out, err
 }

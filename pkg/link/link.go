@@ -67,47 +67,70 @@ func ParseAlias(alias string) (network, containerID, ifname, pod string, ok bool
 // link of another kind.
 var ErrNotBridge = errors.New("exists and is not a bridge")
 
-// EnsureBridge returns the named bridge, creating it (up) if missing.
-func EnsureBridge(h *netlink.Handle, name string, mtu int) (*netlink.Bridge, error) {
+// EnsureBridge returns the named bridge, creating it (up) if missing;
+// created tells whether this call made it.
+func EnsureBridge(h *netlink.Handle, name string, mtu int) (br *netlink.Bridge, created bool, err error) {
 	l, err := h.LinkByName(name)
 	if err == nil {
 		br, ok := l.(*netlink.Bridge)
 		if !ok {
-			return nil, fmt.Errorf("bridge %s: %w (it is a %s)", name, ErrNotBridge, l.Type())
+			return nil, false, fmt.Errorf("bridge %s: %w (it is a %s)", name, ErrNotBridge, l.Type())
 		}
 		if br.Attrs().Flags&net.FlagUp == 0 {
 			if err := h.LinkSetUp(br); err != nil {
-				return nil, fmt.Errorf("set bridge %s up: %w", name, err)
+				return nil, false, fmt.Errorf("set bridge %s up: %w", name, err)
 			}
 		}
-		return br, nil
+		return br, false, nil
 	}
 	if !IsNotFound(err) {
-		return nil, fmt.Errorf("look up bridge %s: %w", name, err)
+		return nil, false, fmt.Errorf("look up bridge %s: %w", name, err)
 	}
 	la := netlink.NewLinkAttrs()
 	la.Name = name
 	la.MTU = mtu
 	la.Flags = net.FlagUp
-	br := &netlink.Bridge{LinkAttrs: la}
-	if err := h.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("create bridge %s: %w", name, err)
+	br = &netlink.Bridge{LinkAttrs: la}
+	created = true
+	if err := h.LinkAdd(br); err != nil {
+		if !errors.Is(err, unix.EEXIST) {
+			return nil, false, fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		created = false // another ADD made it first
 	}
-	// Another ADD may have created it first; either way read it back.
 	l, err = h.LinkByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("look up bridge %s: %w", name, err)
+		return nil, false, fmt.Errorf("look up bridge %s: %w", name, err)
 	}
 	br, ok := l.(*netlink.Bridge)
 	if !ok {
-		return nil, fmt.Errorf("bridge %s: %w", name, ErrNotBridge)
+		return nil, false, fmt.Errorf("bridge %s: %w", name, ErrNotBridge)
 	}
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(br); err != nil {
-			return nil, fmt.Errorf("set bridge %s up: %w", name, err)
+			return nil, false, fmt.Errorf("set bridge %s up: %w", name, err)
 		}
 	}
-	return br, nil
+	return br, created, nil
+}
+
+// DeleteBridgeIfUnused removes a bridge that has no ports: the undo of an
+// EnsureBridge that created it, which must not cut off pods that joined
+// meanwhile.
+func DeleteBridgeIfUnused(h *netlink.Handle, br netlink.Link) error {
+	links, err := List(h)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			return nil
+		}
+	}
+	if err := h.LinkDel(br); err != nil && !IsNotFound(err) {
+		return fmt.Errorf("delete bridge %s: %w", br.Attrs().Name, err)
+	}
+	return nil
 }
 
 // VethSpec describes one veth pair, created from the host side with the
@@ -206,4 +229,22 @@ func EnableForwarding(v6 bool) error {
 		return fmt.Errorf("enable forwarding %s: %w", f, err)
 	}
 	return nil
+}
+
+// List dumps all links. The kernel flags a dump that raced with a link
+// change as interrupted (common on a busy node); it is retried a few times
+// rather than trusting partial data.
+func List(h *netlink.Handle) ([]netlink.Link, error) {
+	var err error
+	for i := 0; i < 10; i++ {
+		var links []netlink.Link
+		links, err = h.LinkList()
+		if err == nil {
+			return links, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("list links: %w", err)
 }

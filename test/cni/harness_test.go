@@ -66,6 +66,8 @@ func inNS(t testing.TB, ns string, args ...string) string {
 	return run(t, "ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
+var execCommand = exec.Command
+
 func inNSErr(ns string, args ...string) error {
 	return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).Run()
 }
@@ -124,7 +126,7 @@ func newTestNet(t testing.TB) *testNet {
 // its alias, its bridge, its nftables chain (and the table when empty).
 func (n *testNet) cleanup() {
 	h := &netlink.Handle{}
-	links, _ := h.LinkList()
+	links, _ := link.List(h)
 	for _, l := range links {
 		if nn, _, _, _, ok := link.ParseAlias(l.Attrs().Alias); ok && nn == n.Name {
 			_ = h.LinkDel(l)
@@ -294,7 +296,10 @@ func (n *testNet) masqRules() []masq.Attachment {
 // nothing but lo.
 func (n *testNet) assertNoState(ns string) {
 	n.t.Helper()
-	links, _ := netlink.LinkList()
+	links, err := link.List(&netlink.Handle{})
+	if err != nil {
+		n.t.Fatal(err)
+	}
 	for _, l := range links {
 		if nn, id, ifn, _, ok := link.ParseAlias(l.Attrs().Alias); ok && nn == n.Name {
 			n.t.Errorf("host veth %s of %s/%s left behind", l.Attrs().Name, id, ifn)

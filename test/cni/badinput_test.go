@@ -1,0 +1,152 @@
+//go:build linux
+
+package cni_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+
+	"github.com/podns/podns/pkg/testutil"
+)
+
+// TestBadInput: every bad input gets the spec's error code and leaves
+// nothing behind: no host veth, no allocation, no rule, nothing in the
+// netns, and no bridge when the bridge did not exist before.
+func TestBadInput(t *testing.T) {
+	n := newTestNet(t)
+	ns, path := newNetns(t)
+	good := func() Conf {
+		c := n.conf("1.1.0", true, true)
+		c["ipMasq"] = true
+		return c
+	}
+	with := func(k string, v any) []byte {
+		c := good()
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c.bytes(t)
+	}
+	withIPAM := func(ipam map[string]any) []byte {
+		c := good()
+		c["ipam"] = ipam
+		return c.bytes(t)
+	}
+	add := Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "eth0"}
+	call := func(f func(*Call)) Call { c := add; f(&c); return c }
+
+	// A non-bridge link under the configured bridge name.
+	notBridge := testutil.UniqueName("pnvb")
+	run(t, "ip", "link", "add", notBridge, "type", "veth", "peer", "name", testutil.UniqueName("pnvp"))
+	t.Cleanup(func() { _ = exec0("ip", "link", "del", notBridge) })
+
+	cases := []struct {
+		name  string
+		call  Call
+		stdin []byte
+		code  uint
+	}{
+		{"invalid JSON", add, []byte(`{"cniVersion":"1.1.0",`), types.ErrDecodingFailure},
+		{"missing type", add, with("type", nil), types.ErrInvalidNetworkConfig},
+		{"missing name", add, with("name", nil), types.ErrInvalidNetworkConfig},
+		{"unknown cniVersion", add, with("cniVersion", "0.2.0"), types.ErrIncompatibleCNIVersion},
+		{"too new cniVersion", add, with("cniVersion", "9.9.9"), types.ErrIncompatibleCNIVersion},
+		{"unsupported mode", add, with("mode", "vxlan"), types.ErrInvalidNetworkConfig},
+		{"mtu out of range", add, with("mtu", 20), types.ErrInvalidNetworkConfig},
+		{"bad runtimeConfig mac", add, with("runtimeConfig", map[string]any{"mac": "zz:00"}), types.ErrInvalidNetworkConfig},
+		{"no ipam", add, with("ipam", nil), types.ErrInvalidNetworkConfig},
+		{"missing CNI_NETNS", call(func(c *Call) { c.Netns = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"non-existent CNI_NETNS", call(func(c *Call) { c.Netns = "/var/run/netns/" + testutil.UniqueName("nope") }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"CNI_NETNS is the host netns", call(func(c *Call) { c.Netns = "/proc/self/ns/net" }), good().bytes(t), types.ErrInvalidNetNS},
+		{"empty CNI_IFNAME", call(func(c *Call) { c.IfName = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"CNI_IFNAME over 15 bytes", call(func(c *Call) { c.IfName = "eth0123456789012" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"CNI_IFNAME with /", call(func(c *Call) { c.IfName = "et/h0" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"empty CNI_CONTAINERID", call(func(c *Call) { c.ContainerID = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"CNI_CONTAINERID with /", call(func(c *Call) { c.ContainerID = "a/b" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"CNI_CONTAINERID ..", call(func(c *Call) { c.ContainerID = ".." }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
+		{"bridge is not a bridge", add, with("bridge", notBridge), types.ErrInvalidNetworkConfig},
+		{"invalid subnet (podns-ipam)", add, withIPAM(map[string]any{"type": "podns-ipam", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInvalidNetworkConfig},
+		{"invalid subnet (host-local passes its own code through)", add, withIPAM(map[string]any{"type": "host-local", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInternal},
+		{"IPAM plugin missing from CNI_PATH", add, withIPAM(map[string]any{"type": "no-such-ipam", "dataDir": n.DataDir}), types.ErrInvalidNetworkConfig},
+		{"IPAM route that cannot be installed (after allocation)", add, withIPAM(map[string]any{"type": "host-local", "dataDir": n.DataDir,
+			"ranges": [][]map[string]any{{{"subnet": n.Sub4}}}, "routes": []map[string]any{{"dst": "10.99.0.0/16", "gw": "192.0.2.1"}}}), types.ErrInternal},
+	}
+	for _, tc := range cases {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			nt := *n
+			nt.t = t
+			e := nt.wantCode(tc.call, tc.stdin, tc.code)
+			if e.Msg == "" {
+				t.Fatal("error without a message")
+			}
+			nt.assertNoState(ns)
+			if _, err := netlink.LinkByName(n.Bridge); err == nil {
+				t.Fatalf("failed ADD left bridge %s behind", n.Bridge)
+			}
+		})
+	}
+	if _, err := netlink.LinkByName(notBridge); err != nil {
+		t.Fatalf("the non-bridge link was touched: %v", err)
+	}
+}
+
+// TestInterfaceExists: ADD into a netns that already has CNI_IFNAME fails
+// and leaves the existing interface alone.
+func TestInterfaceExists(t *testing.T) {
+	n := newTestNet(t)
+	ns, path := newNetns(t)
+	inNS(t, ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	e := n.wantCode(Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "eth0"}, n.conf("1.1.0", true, false).bytes(t), types.ErrInvalidEnvironmentVariables)
+	if !strings.Contains(e.Msg, "already exists") {
+		t.Fatalf("message: %s", e.Msg)
+	}
+	if !strings.Contains(inNS(t, ns, "ip", "-o", "link", "show", "eth0"), "eth0@eth1") {
+		t.Fatal("the existing eth0 was changed")
+	}
+	if _, ok := n.hostVeth("c"+ns, "eth0"); ok {
+		t.Fatal("host veth left behind")
+	}
+	if a := n.allocations(); len(a) > 0 {
+		t.Fatalf("allocations left: %v", a)
+	}
+}
+
+// TestExhaustedRangeRollsBack: when IPAM fails mid-ADD (range exhausted),
+// the veth made before it is removed and the first pod is untouched.
+func TestExhaustedRangeRollsBack(t *testing.T) {
+	n := newTestNet(t)
+	c := n.conf("1.1.0", true, false)
+	one := strings.TrimSuffix(n.Sub4, "0/24") + "7"
+	c["ipam"].(map[string]any)["ranges"] = [][]map[string]any{{{"subnet": n.Sub4, "rangeStart": one, "rangeEnd": one}}}
+	conf := c.bytes(t)
+	first := n.add(conf)
+	ns, path := newNetns(t)
+	_, e := n.exec(Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "eth0"}, conf)
+	if e == nil {
+		t.Fatal("ADD on an exhausted range succeeded")
+	}
+	if !strings.Contains(e.Msg, "host-local") {
+		t.Fatalf("error does not say IPAM failed: %s", e.Msg)
+	}
+	if _, ok := n.hostVeth("c"+ns, "eth0"); ok {
+		t.Fatal("the failed ADD left its host veth")
+	}
+	if out := inNS(t, ns, "ip", "-o", "link", "show"); strings.Contains(out, "eth0") {
+		t.Fatalf("the failed ADD left eth0:\n%s", out)
+	}
+	if a := n.allocations(); len(a) != 1 || a[0] != one {
+		t.Fatalf("allocations %v, want only %s", a, one)
+	}
+	ping(t, first.NS, first.gw(false).String())
+	n.mustExec(Call{Cmd: "DEL", ContainerID: first.ID, Netns: first.Path, IfName: "eth0"}, conf)
+	n.assertNoState(first.NS)
+}
+
+func exec0(name string, args ...string) error {
+	return execCommand(name, args...).Run()
+}
