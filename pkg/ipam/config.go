@@ -101,8 +101,9 @@ func LoadConfig(stdin []byte, cniArgs string) (*Config, error) {
 	return loadConfig(stdin, cniArgs, true)
 }
 
-// loadConfig with needRanges false accepts a config without ranges (STATUS,
-// DEL and GC do not allocate; ranges may come per call through ipRanges).
+// loadConfig with needRanges false accepts a config without ranges and
+// ignores static requests (STATUS, DEL and GC do not allocate; ranges may
+// come per call through ipRanges).
 func loadConfig(stdin []byte, cniArgs string, needRanges bool) (*Config, error) {
 	n := &netConf{}
 	if err := json.Unmarshal(stdin, n); err != nil {
@@ -174,6 +175,11 @@ func loadConfig(stdin []byte, cniArgs string, needRanges bool) (*Config, error) 
 		c.Sets = append(c.Sets, set)
 	}
 
+	if !needRanges {
+		// DEL, GC and STATUS allocate nothing: a static request they were
+		// handed (kubelet repeats CNI_ARGS) must not make them fail.
+		return c, nil
+	}
 	// Static requests: CNI_ARGS IP=, args.cni.ips, runtimeConfig.ips.
 	var statics []string
 	if cniArgs != "" {

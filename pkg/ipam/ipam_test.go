@@ -400,3 +400,23 @@ func TestCheckStoreAndAllocations(t *testing.T) {
 		t.Error("CheckStore created a store")
 	}
 }
+
+func TestDelIgnoresStaticRequests(t *testing.T) {
+	dir := t.TempDir()
+	c := conf(t, dir, nil, map[string]any{"runtimeConfig": map[string]any{"ips": []string{"10.61.0.5"}}})
+	if _, err := CmdAdd(args("s", c)); err != nil {
+		t.Fatal(err)
+	}
+	// The pod's static address is now outside the (edited) range, and the
+	// runtime repeats odd CNI_ARGS: DEL must still release.
+	edited := conf(t, dir, map[string]any{"ranges": [][]map[string]string{{{"subnet": "10.61.1.0/24"}}}},
+		map[string]any{"runtimeConfig": map[string]any{"ips": []string{"10.61.0.5"}}})
+	a := args("s", edited)
+	a.Args = "K8S_POD_NAME=p"
+	if err := CmdDel(a); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if al, err := Allocations(dir, "unitnet", time.Second); err != nil || len(al) != 0 {
+		t.Fatalf("after DEL: %v %v", al, err)
+	}
+}
