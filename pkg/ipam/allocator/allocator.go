@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"strings"
 )
@@ -67,17 +68,21 @@ func (r Range) Sparse() bool {
 // addresses inside reserved.
 func New(set RangeSet, reserved []netip.Prefix) *Allocator {
 	a := &Allocator{Set: set, Reserved: reserved}
-	var res []string
-	for _, p := range reserved {
-		res = append(res, p.String())
+	// The exclusions are part of each mark's key: a config change that
+	// frees an address below a mark must not leave it unreachable.
+	h := fnv.New64a()
+	for _, r := range set {
+		fmt.Fprintf(h, "gw %s;", r.Gateway)
 	}
+	for _, p := range reserved {
+		fmt.Fprintf(h, "res %s;", p)
+	}
+	excl := fmt.Sprintf("%016x", h.Sum64())
 	var sk []string
 	for _, r := range set {
 		sk = append(sk, r.Start.String()+"-"+r.End.String())
-		// The exclusions are part of the key: a config change that frees an
-		// address below hw must not leave it unreachable.
 		a.sparse = append(a.sparse, r.Sparse())
-		a.rangeKeys = append(a.rangeKeys, "hw/"+r.Start.String()+"-"+r.End.String()+"/"+r.Gateway.String()+"/"+strings.Join(res, ","))
+		a.rangeKeys = append(a.rangeKeys, "hw/"+r.Start.String()+"-"+r.End.String()+"/"+excl)
 	}
 	a.lastKey = "last/" + strings.Join(sk, ",")
 	return a

@@ -286,3 +286,15 @@ func TestSparseRangeRoundRobin(t *testing.T) {
 	e.release("cb")
 	e.expectSeq("d", "fd00:9::6", "fd00:9::7")
 }
+
+func TestConfigChangeUnreservesAddress(t *testing.T) {
+	set := allocator.RangeSet{mustRange(t, "10.10.0.0/24", "10.10.0.10", "10.10.0.14", "")}
+	e := newEnv(t, set, "10.10.0.11")
+	e.expectSeq("c", "10.10.0.10", "10.10.0.12", "10.10.0.13", "10.10.0.14")
+	e.expectExhausted()
+	// The operator drops the reservation: .11, far below the old mark, is
+	// free now and must be found.
+	e.a = allocator.New(set, nil)
+	e.expectSeq("d", "10.10.0.11")
+	e.expectExhausted()
+}
