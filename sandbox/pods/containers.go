@@ -285,6 +285,7 @@ func (r *Runtime) startShim(ctr *state.Container, sc *container.ShimConfig, stdi
 	defer repR.Close()
 	defer repW.Close()
 	cmd := exec.Command(r.SandboxBin, "shim")
+	cmd.Dir = "/" // hold no directory busy
 	cmd.ExtraFiles = []*os.File{cfgR, repW}
 	if stdio == nil {
 		logf, err := os.OpenFile(ctr.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

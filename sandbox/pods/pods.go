@@ -246,7 +246,7 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
 	if pod.PID == string(spec.ModePod) {
 		flags |= unix.CLONE_NEWPID
 	}
-	args := []string{"hold", "--ready-fd", "3"}
+	args := []string{"hold", "--pod", pod.ID, "--ready-fd", "3"}
 	if pod.Network == string(spec.ModePod) {
 		args = append(args, "--hostname", pod.Hostname)
 	}
@@ -272,6 +272,7 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}
+	cmd.Dir = "/" // hold no directory busy
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
@@ -407,6 +408,11 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) erro
 	if pod.Holder != 0 {
 		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
 	}
+	// A runp killed before it recorded the holder's PID left a holder only
+	// its command line names.
+	for _, pid := range holdersOf(pod.ID) {
+		stopProcess(pid, 0, r.StopTimeout)
+	}
 	// Whatever is still inside the pod's own namespaces goes too.
 	for kind, ino := range pod.NSInodes {
 		for _, pid := range nsutil.PidsInNS(kind, ino) {
@@ -495,4 +501,25 @@ func waitGone(pid int, start uint64, d time.Duration) bool {
 
 func podCgroup(p *state.Pod) string {
 	return filepath.Join(p.CgroupParent, "podns-"+p.ID)
+}
+
+// holdersOf finds podns-sandbox holders started for pod id.
+func holdersOf(id string) []int {
+	var out []int
+	for _, pid := range nsutil.Pids() {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+		if len(args) < 4 || filepath.Base(args[0]) != "podns-sandbox" || args[1] != "hold" {
+			continue
+		}
+		for i := 2; i+1 < len(args); i++ {
+			if args[i] == "--pod" && args[i+1] == id {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }

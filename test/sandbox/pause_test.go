@@ -87,21 +87,21 @@ func TestPausePID1(t *testing.T) {
 
 	// A child in the holder's PID namespace orphans a grandchild, which the
 	// kernel reparents to the holder; the holder must reap it.
-	sh := exec.Command("/bin/sh", "-c", "sleep 0.5 & exit 0")
+	sh := exec.Command("/bin/sh", "-c", "sleep 1 & exit 0")
 	if err := nsutil.StartIn(sh, []nsutil.Join{{Kind: "pid", Path: fmt.Sprintf("/proc/%d/ns/pid", pid)}}); err != nil {
 		t.Fatal(err)
 	}
 	sh.Wait()
 	pidNS := nsutil.ProcNS(pid)["pid"]
 	var orphan int
-	for _, p := range nsutil.PidsInNS("pid", pidNS) {
-		if p != pid && nsutil.Comm(p) == "sleep" {
-			orphan = p
+	waitFor(t, "the orphaned sleep in the holder's PID namespace", 3*time.Second, func() bool {
+		for _, p := range nsutil.PidsInNS("pid", pidNS) {
+			if p != pid && nsutil.Comm(p) == "sleep" {
+				orphan = p
+			}
 		}
-	}
-	if orphan == 0 {
-		t.Fatal("orphaned sleep not found in the holder's PID namespace")
-	}
+		return orphan != 0
+	})
 	if pp := ppid(orphan); pp != pid {
 		t.Fatalf("orphan's parent is %d, want the holder %d", pp, pid)
 	}
