@@ -257,3 +257,34 @@ func TestKillPodnsctlMidRunpThenGC(t *testing.T) {
 		t.Fatal("holder of the half-made pod survived gc")
 	}
 }
+
+// TestPIDTarget: a container with pid TARGET joins another container's PID
+// namespace (as kubectl debug does), and a missing target is refused.
+func TestPIDTarget(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	pod := e.runp(podYAML("target", "linux: {security_context: {namespace_options: {pid: CONTAINER}}}\n"))
+	a := e.runD(pod, "a", "sleep", "3600")
+	cfg := filepath.Join(t.TempDir(), "debug.yaml")
+	os.WriteFile(cfg, []byte(`metadata: {name: debug}
+command: [sh, -c, "cat /proc/1/comm; sleep 3600"]
+linux: {security_context: {namespace_options: {pid: TARGET, target_id: a}}}
+`), 0o644)
+	id := strings.TrimSpace(e.must("create", pod, cfg))
+	e.must("start", id)
+	d := e.ctr(id)
+	e.track(d.PID, d.Shim)
+	if nsutil.ProcNS(d.PID)["pid"] != nsutil.ProcNS(a.PID)["pid"] {
+		t.Fatal("TARGET container is not in the target's PID namespace")
+	}
+	waitFor(t, "debug container output", 5*time.Second, func() bool {
+		log, _ := os.ReadFile(filepath.Join(e.state, "pods", pod, "containers", id, "log"))
+		return string(log) == "sleep\n"
+	})
+	os.WriteFile(cfg, []byte("metadata: {name: debug2}\ncommand: [/bin/true]\nlinux: {security_context: {namespace_options: {pid: TARGET, target_id: nope}}}\n"), 0o644)
+	if _, errOut, code := e.ctl("create", pod, cfg); code == 0 || !strings.Contains(errOut, `container "nope" not found`) {
+		t.Fatalf("TARGET to a missing container: exit %d %s", code, errOut)
+	}
+	if out := e.must("ns", pod); !strings.Contains(out, "across pods: no namespace is shared") || !strings.Contains(out, "debug") {
+		t.Fatalf("ns table:\n%s", out)
+	}
+}
