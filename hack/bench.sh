@@ -9,12 +9,16 @@
 #   BENCH_UPDATE_DOCS=1           also refresh docs/benchmarks.md's table and its plot
 #
 # Results (JSON, markdown, PNG) go to $BENCH_OUT (default /tmp/podns-bench).
+# BENCH_PAUSE_AT=1000 stops after the 1000-pod probe (for strace/perf) until
+# the file it names is removed.
 source "$(dirname "$0")/lib.sh"
 require_root
 cd "$REPO_ROOT"
 
 bash hack/deps.sh
-[[ -x bin/podns && -x bin/podns-ipam ]] || hack/build.sh
+# The binaries under test: ./bin (make bench builds it), or PODNS_BIN_DIR.
+bin=${PODNS_BIN_DIR:-$REPO_ROOT/bin}
+[[ -x $bin/podns && -x $bin/podns-ipam ]] || { [[ $bin == "$REPO_ROOT/bin" ]] && hack/build.sh; }
 
 out=${BENCH_OUT:-/tmp/podns-bench}
 mkdir -p "$out"
@@ -33,7 +37,7 @@ log "building the bench tool (hack/bench)"
 mode=full
 [[ ${BENCH_QUICK:-0} == 1 ]] && mode=quick
 json=$out/bench-$mode.json
-args=(-json "$json" -podns "$REPO_ROOT/bin")
+args=(-json "$json" -podns "$bin")
 [[ $mode == quick ]] && args+=(-quick)
 log "bench ($mode), results in $out"
 "$tool/bench" "${args[@]}" "$@"

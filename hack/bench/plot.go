@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"sort"
 
@@ -40,9 +41,11 @@ func drawLatency(r *Report, out string) error {
 	p.X.Label.Text = "pods already attached to the bridge"
 	p.Y.Label.Text = "median latency per call (ms, log scale)"
 	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = msTicks{}
 	p.Legend.Top = true
 	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(8)
+	p.Legend.YOffs = -vg.Points(12)
 	p.Add(plotter.NewGrid())
 
 	colors := map[string]color.Color{
@@ -50,6 +53,7 @@ func drawLatency(r *Report, out string) error {
 		"ref":   color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 	}
 	n := 0
+	minY, maxY := math.Inf(1), 0.0
 	for _, side := range []string{"podns", "ref"} {
 		label := side
 		if im := r.impl(side); im != nil {
@@ -63,6 +67,7 @@ func drawLatency(r *Report, out string) error {
 				}
 				if s := pr.Stats[side]; s != nil && s.N > 0 && s.Median > 0 {
 					pts = append(pts, plotter.XY{X: float64(pr.Pods), Y: s.Median})
+					minY, maxY = math.Min(minY, s.Median), math.Max(maxY, s.Median)
 				}
 			}
 			if len(pts) == 0 {
@@ -90,5 +95,25 @@ func drawLatency(r *Report, out string) error {
 	if n == 0 {
 		return fmt.Errorf("the report has no scenario 2 data")
 	}
+	// Room above the lines for the legend, on the log axis.
+	p.Y.Min, p.Y.Max = minY/1.5, maxY*6
 	return p.Save(9*vg.Inch, 5.5*vg.Inch, out)
+}
+
+// msTicks labels a log axis at 1-2-5 steps, which reads better than powers
+// of ten alone over the 5-1000 ms range the bench covers.
+type msTicks struct{}
+
+func (msTicks) Ticks(min, max float64) []plot.Tick {
+	var ts []plot.Tick
+	for dec := math.Pow(10, math.Floor(math.Log10(min))); dec <= max; dec *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * dec
+			if v < min || v > max {
+				continue
+			}
+			ts = append(ts, plot.Tick{Value: v, Label: fmt.Sprintf("%g", v)})
+		}
+	}
+	return ts
 }

@@ -64,8 +64,10 @@ func timed(name string, args ...string) (time.Duration, string, error) {
 	return d, out.String(), nil
 }
 
-// privateMemory reads a process's private (unshared) and proportional memory.
-func privateMemory(pid int) (privKB, pssKB int, err error) {
+// privateMemory reads a process's private memory: dirty (its own heap and
+// stacks, the real per-pod cost) and clean (mostly its binary's pages, which
+// become shared as soon as a second pod runs the same binary).
+func privateMemory(pid int) (dirtyKB, cleanKB int, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
 		return 0, 0, err
@@ -77,21 +79,21 @@ func privateMemory(pid int) (privKB, pssKB int, err error) {
 		}
 		v, _ := strconv.Atoi(f[1])
 		switch f[0] {
-		case "Private_Clean:", "Private_Dirty:":
-			privKB += v
-		case "Pss:":
-			pssKB = v
+		case "Private_Dirty:":
+			dirtyKB = v
+		case "Private_Clean:":
+			cleanKB = v
 		}
 	}
-	return privKB, pssKB, nil
+	return dirtyKB, cleanKB, nil
 }
 
 func memText(pid int) string {
-	priv, pss, err := privateMemory(pid)
+	dirty, clean, err := privateMemory(pid)
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
-	return fmt.Sprintf("%d KiB private (Pss %d KiB)", priv, pss)
+	return fmt.Sprintf("%d KiB private dirty + %d KiB private clean", dirty, clean)
 }
 
 // writeSandboxConflist writes a podns + portmap chain as cniVersion 1.0.0,
