@@ -201,6 +201,12 @@ func setup(cfg *InitConfig) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
+	// The copied mount table holds every namespace pin on the host (other
+	// pods', ip netns's). Private copies would keep those namespaces alive
+	// after their owners unmount them, so drop them all.
+	if err := dropNamespacePins(); err != nil {
+		return err
+	}
 	root := "/"
 	if cfg.Rootfs != "" {
 		root = cfg.Rootfs
@@ -243,6 +249,26 @@ func setup(cfg *InitConfig) error {
 	}
 	if err := os.Chdir(cwd); err != nil {
 		return fmt.Errorf("working dir: %w", err)
+	}
+	return nil
+}
+
+// dropNamespacePins unmounts every nsfs mount in this mount namespace.
+func dropNamespacePins() error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 1 || g[0] != "nsfs" {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], `\040`, " ")
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("drop namespace pin %s: %w", mp, err)
+		}
 	}
 	return nil
 }

@@ -201,6 +201,11 @@ func (e *env) runD(pod, name string, cmd ...string) ctrJSON {
 	e.must(append([]string{"run", "-d", "--name", name, pod, "--"}, cmd...)...)
 	c := e.ctr(pod + "/" + name)
 	e.track(c.PID, c.Shim)
+	// Containers must not hold copies of namespace pins (other pods' or
+	// ip netns's): those would keep removed pods' namespaces alive.
+	if mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", c.PID)); err == nil && strings.Contains(string(mi), " - nsfs ") {
+		e.t.Errorf("container %s/%s holds namespace pins:\n%s", pod, name, mi)
+	}
 	return c
 }
 
