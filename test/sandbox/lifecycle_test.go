@@ -70,6 +70,14 @@ linux:
 	if len(p.IPs) != 1 || !strings.HasPrefix(p.IPs[0], e.subnet+".") {
 		t.Fatalf("pinned pod IPs %v", p.IPs)
 	}
+	// run is in the foreground: streams stdout/stderr, returns the status.
+	sout, serr, code := e.ctl("run", "--name", "status", pod, "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7")
+	if code != 7 || sout != "to-out\n" || serr != "to-err\n" {
+		t.Fatalf("foreground run: exit %d out %q err %q", code, sout, serr)
+	}
+	if c := e.ctr(pod + "/status"); c.State != "exited" || c.Exit == nil || *c.Exit != 7 {
+		t.Fatalf("recorded status %+v", c)
+	}
 	e.must("rmp", pod)
 	if mounts, _ := nsutil.MountsUnder(e.state); len(mounts) != 0 {
 		t.Fatalf("mounts left after rmp: %v", mounts)
