@@ -420,3 +420,24 @@ func TestDelIgnoresStaticRequests(t *testing.T) {
 		t.Fatalf("after DEL: %v %v", al, err)
 	}
 }
+
+func TestMigrateFromOtherDataDir(t *testing.T) {
+	old, dir := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(old, "unitnet"), 0o755)
+	os.WriteFile(filepath.Join(old, "unitnet", "10.61.0.2"), []byte("hl\r\neth0"), 0o644)
+	c := conf(t, dir, map[string]any{"migrateFrom": old}, nil)
+	r, err := CmdAdd(args("new", c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ips(r)[0] != "10.61.0.3/29" {
+		t.Errorf("ADD next to an adopted .2 got %v", ips(r))
+	}
+	al, err := Allocations(dir, "unitnet", time.Second)
+	if err != nil || al[mustAddr("10.61.0.2")].ContainerID != "hl" {
+		t.Errorf("adopted allocation missing: %v %v", al, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(old, "unitnet", "10.61.0.2")); string(b) != "hl\r\neth0" {
+		t.Error("migration changed host-local's file")
+	}
+}

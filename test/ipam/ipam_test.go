@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,18 @@ func TestEveryCNIVersion(t *testing.T) {
 				}
 			}
 		})
+	}
+	assertStoreEmpty(t, p.storeDir())
+
+	// DEL with the netns already gone: a runtime may send no CNI_NETNS.
+	conf := p.conf("1.1.0", dualStack, nil)
+	if _, err := p.run("ADD", "gone", "", conf); err != nil {
+		t.Fatal(err)
+	}
+	c := p.cmd("DEL", "gone", "", conf)
+	c.Env = slices.DeleteFunc(c.Env, func(e string) bool { return strings.HasPrefix(e, "CNI_NETNS=") })
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("DEL without CNI_NETNS: %v %s", err, out)
 	}
 	assertStoreEmpty(t, p.storeDir())
 }
