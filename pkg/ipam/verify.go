@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/podns/podns/pkg/ipam/allocator"
 	"github.com/podns/podns/pkg/ipam/store"
 )
 
@@ -39,4 +40,30 @@ func Allocations(dataDir, network string, timeout time.Duration) (map[netip.Addr
 		return nil
 	})
 	return out, err
+}
+
+// CheckNetwork is CheckStore for the network of a config (as a runtime
+// would send it), plus the allocator's own invariant for its ranges: no
+// address of a range is lost below its high-water mark.
+func CheckNetwork(stdin []byte, timeout time.Duration) error {
+	c, err := loadConfig(stdin, "", false)
+	if err != nil {
+		return err
+	}
+	if err := store.Check(c.Dir, timeout); err != nil {
+		return err
+	}
+	s, err := store.OpenExisting(c.Dir, timeout)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.View(func(tx *store.Tx) error {
+		for _, set := range c.Sets {
+			if err := allocator.New(set, c.Reserved).Verify(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podns/podns/pkg/ipam"
 	"github.com/podns/podns/pkg/ipam/store"
 )
 
@@ -85,6 +86,9 @@ func TestConcurrentAddDel(t *testing.T) {
 			}
 		}
 		assertStoreEmpty(t, p.storeDir())
+		if err := ipam.CheckNetwork(conf, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -163,7 +167,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	t.Logf("%d processes killed, %d completed", killed, completed)
 
-	if err := store.Check(p.storeDir(), 5*time.Second); err != nil {
+	if err := ipam.CheckNetwork(conf, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	alloc := allocations(t, p.storeDir())

@@ -121,7 +121,12 @@ func (e *env) expectExhausted() {
 	if err != nil || free {
 		e.t.Fatalf("HasFree on an exhausted set = %v, %v", free, err)
 	}
-	if err := e.s.View(func(tx *store.Tx) error { return tx.Verify() }); err != nil {
+	if err := e.s.View(func(tx *store.Tx) error {
+		if err := tx.Verify(); err != nil {
+			return err
+		}
+		return e.a.Verify(tx)
+	}); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -421,7 +426,12 @@ func checkModel(t *testing.T, set allocator.RangeSet, reserved []netip.Prefix, i
 		owner[got], byID[id] = id, got
 		last = want
 	}
-	if err := s.View(func(tx *store.Tx) error { return tx.Verify() }); err != nil {
+	if err := s.View(func(tx *store.Tx) error {
+		if err := tx.Verify(); err != nil {
+			return err
+		}
+		return al.Verify(tx)
+	}); err != nil {
 		t.Fatal(err)
 	}
 }
