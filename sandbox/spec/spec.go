@@ -213,8 +213,8 @@ func ParsePod(data []byte) (*Pod, error) {
 		if !sysctlName.MatchString(k) {
 			return nil, fmt.Errorf("invalid pod config: sysctl name %q", k)
 		}
-		if !strings.HasPrefix(name, "net.") && !strings.HasPrefix(name, "kernel.") && !strings.HasPrefix(name, "fs.mqueue.") {
-			return nil, fmt.Errorf("invalid pod config: sysctl %q is not namespaced (want net.*, kernel.* or fs.mqueue.*)", k)
+		if !namespacedSysctl(name) {
+			return nil, fmt.Errorf("invalid pod config: sysctl %q is not namespaced (want net.*, kernel.shm*, kernel.msg*, kernel.sem or fs.mqueue.*)", k)
 		}
 		if strings.HasPrefix(name, "net.") && p.Namespaces.Network == ModeNode {
 			return nil, fmt.Errorf("invalid pod config: sysctl %q would change the host: the pod uses the node's network", k)
@@ -236,6 +236,17 @@ func ParsePod(data []byte) (*Pod, error) {
 		return nil, fmt.Errorf("invalid pod config: %w", err)
 	}
 	return p, nil
+}
+
+// namespacedSysctl is the kubelet's list of sysctls that live in a pod's
+// network or IPC namespace; anything else would be written to the host.
+func namespacedSysctl(name string) bool {
+	for _, p := range []string{"net.", "kernel.shm", "kernel.msg", "fs.mqueue."} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return name == "kernel.sem"
 }
 
 // Container is a parsed and validated container config.
