@@ -413,8 +413,13 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) erro
 	for _, pid := range holdersOf(pod.ID) {
 		stopProcess(pid, 0, r.StopTimeout)
 	}
-	// Whatever is still inside the pod's own namespaces goes too.
+	// Whatever is still inside the pod's own namespaces goes too. Only
+	// namespaces still pinned count: a freed namespace's inode number can
+	// be reused by someone else's.
 	for kind, ino := range pod.NSInodes {
+		if cur, err := nsutil.Inode(pod.Pins[kind]); pod.Pins[kind] == "" || err != nil || cur != ino {
+			continue
+		}
 		for _, pid := range nsutil.PidsInNS(kind, ino) {
 			unix.Kill(pid, unix.SIGKILL)
 		}
