@@ -67,9 +67,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.ipamDir = t.TempDir()
 	e.bridge = testutil.UniqueName("psbr")
 	e.network = testutil.UniqueName("psnet")
-	x, _ := rand.Int(rand.Reader, big.NewInt(50))
+	// 10.180-199.x: clear of test/cni (10.200+), chaos (10.150-179) and multinode (10.213-214).
+	x, _ := rand.Int(rand.Reader, big.NewInt(20))
 	y, _ := rand.Int(rand.Reader, big.NewInt(250))
-	e.subnet = fmt.Sprintf("10.%d.%d", 200+x.Int64(), 1+y.Int64())
+	e.subnet = fmt.Sprintf("10.%d.%d", 180+x.Int64(), 1+y.Int64())
 	e.binDirs = refPlugins
 	if o.extraBin != "" {
 		e.binDirs = o.extraBin + ":" + refPlugins
