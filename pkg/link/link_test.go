@@ -1,0 +1,117 @@
+//go:build linux
+
+package link
+
+import (
+	"errors"
+	"net"
+	"os/exec"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/testutil"
+)
+
+func newNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	name := testutil.UniqueName("pnl")
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestNamesAndAlias(t *testing.T) {
+	a := HostVethName("net", "cid", "eth0")
+	if len(a) > 15 || a != HostVethName("net", "cid", "eth0") || a == HostVethName("net", "cid", "eth1") || a == HostVethName("net2", "cid", "eth0") {
+		t.Fatalf("host veth names not stable and distinct: %s", a)
+	}
+	n, id, ifn, pod, ok := ParseAlias(Alias("net", "cid", "eth0", "ns/pod"))
+	if !ok || n != "net" || id != "cid" || ifn != "eth0" || pod != "ns/pod" {
+		t.Fatalf("alias round trip: %s %s %s %s %v", n, id, ifn, pod, ok)
+	}
+	if _, _, _, _, ok := ParseAlias("someone else's link"); ok {
+		t.Fatal("foreign alias parsed")
+	}
+}
+
+// TestVethIntoNetns: one request makes the pair with the peer in the pod
+// netns, MTU on both ends, the MAC on the pod end, the host end on the
+// bridge; a second create with the same pod name reports ErrPodIfExists.
+func TestVethIntoNetns(t *testing.T) {
+	testutil.RequireRoot(t)
+	pod := newNS(t)
+	h := &netlink.Handle{}
+	brName := testutil.UniqueName("pnlbr")
+	br, created, err := EnsureBridge(h, brName, 1400)
+	if err != nil || !created {
+		t.Fatalf("EnsureBridge: %v created=%v", err, created)
+	}
+	t.Cleanup(func() { _ = DeleteByName(h, brName) })
+	if _, again, err := EnsureBridge(h, brName, 1400); err != nil || again {
+		t.Fatalf("second EnsureBridge: %v created=%v", err, again)
+	}
+	host := testutil.UniqueName("pnlv")
+	mac, _ := net.ParseMAC("0a:58:0a:00:00:09")
+	if _, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MTU: 1400, PodMAC: mac, MasterIndex: br.Attrs().Index}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = DeleteByName(h, host) })
+	hl, err := h.LinkByName(host)
+	if err != nil || hl.Attrs().MTU != 1400 || hl.Attrs().MasterIndex != br.Attrs().Index || hl.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("host end: %+v %v", hl, err)
+	}
+	ph, err := netlink.NewHandleAt(pod, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	pl, err := ph.LinkByName("eth0")
+	if err != nil || pl.Attrs().MTU != 1400 || pl.Attrs().HardwareAddr.String() != mac.String() {
+		t.Fatalf("pod end: %+v %v", pl, err)
+	}
+	// The pod name is taken now.
+	_, err = CreateVeth(h, VethSpec{HostName: testutil.UniqueName("pnlv"), PodName: "eth0", PodNSFd: int(pod)})
+	if !errors.Is(err, ErrPodIfExists) {
+		t.Fatalf("duplicate pod interface: %v", err)
+	}
+	// Deleting the host end takes the pod end with it; deleting again is fine.
+	if err := DeleteByName(h, host); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteByName(h, host); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := ph.LinkByName("eth0"); err == nil {
+		t.Fatal("pod end survived")
+	}
+	if err := DeleteBridgeIfUnused(h, br); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.LinkByName(brName); err == nil {
+		t.Fatal("unused bridge not deleted")
+	}
+}
+
+func TestEnsureBridgeRefusesOtherLinks(t *testing.T) {
+	testutil.RequireRoot(t)
+	h := &netlink.Handle{}
+	name := testutil.UniqueName("pnlx")
+	peer := testutil.UniqueName("pnlp")
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = DeleteByName(h, name) })
+	if _, _, err := EnsureBridge(h, name, 0); !errors.Is(err, ErrNotBridge) {
+		t.Fatalf("got %v, want ErrNotBridge", err)
+	}
+}
