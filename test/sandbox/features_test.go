@@ -18,12 +18,13 @@ import (
 )
 
 // TestHostNetworkPod: network NODE means the host's netns and UTS, and no
-// CNI at all (the conf dir is empty, so any CNI call would fail).
+// CNI at all (the conf dir is empty, so any CNI call would fail); pid NODE
+// is the host's PID namespace; ipc POD is still the pod's own.
 func TestHostNetworkPod(t *testing.T) {
 	e := newEnv(t, envOpts{noConf: true})
 	pod := e.runp(podYAML("hostnet", `linux:
   security_context:
-    namespace_options: {network: NODE, pid: CONTAINER, ipc: POD}
+    namespace_options: {network: NODE, pid: NODE, ipc: POD}
 `))
 	p := e.pod(pod)
 	if len(p.IPs) != 0 || p.Pins["net"] != "" {
@@ -38,8 +39,11 @@ func TestHostNetworkPod(t *testing.T) {
 	if got["ipc"] == host["ipc"] || got["ipc"] != p.NSInodes["ipc"] {
 		t.Fatalf("ipc POD: container ipc %d, pod %d, host %d", got["ipc"], p.NSInodes["ipc"], host["ipc"])
 	}
-	if got["mnt"] == host["mnt"] || got["pid"] == host["pid"] {
-		t.Fatal("container shares the host's mnt or pid namespace")
+	if got["mnt"] == host["mnt"] {
+		t.Fatal("container shares the host's mount namespace")
+	}
+	if got["pid"] != host["pid"] {
+		t.Fatal("pid NODE: container is not in the host's PID namespace")
 	}
 	hn, _ := os.Hostname()
 	if out := e.must("exec", pod+"/a", "--", "hostname"); strings.TrimSpace(out) != hn {
