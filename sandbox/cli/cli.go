@@ -6,6 +6,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -249,7 +251,9 @@ func (a *app) run(args []string) (int, error) {
 		return 2, errors.New("no command given")
 	}
 	if *name == "" {
-		*name = "c" + fmt.Sprint(time.Now().UnixNano()%1e9)
+		b := make([]byte, 4)
+		rand.Read(b)
+		*name = "c-" + hex.EncodeToString(b)
 	}
 	cfg := &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: *name},
