@@ -16,6 +16,11 @@ require_root
 cd "$REPO_ROOT"
 
 bash hack/deps.sh
+# Scenario 5 drives containerd with crictl (the version hack/e2e-containerd.sh uses).
+if ! command -v crictl >/dev/null; then
+	log "go install crictl@v1.37.0"
+	nice go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
+fi
 # The binaries under test: ./bin (make bench builds it), or PODNS_BIN_DIR.
 bin=${PODNS_BIN_DIR:-$REPO_ROOT/bin}
 [[ -x $bin/podns && -x $bin/podns-ipam ]] || { [[ $bin == "$REPO_ROOT/bin" ]] && hack/build.sh; }
