@@ -45,7 +45,7 @@ Commands:
   inspectp [-o table|json] POD          show a pod
   inspect [-o table|json] CTR           show a container (CTR is POD/NAME or an ID)
   stopp POD...                          stop a pod's containers and holder, CNI DEL
-  rmp [-f] POD...                       stop and remove pods (-f: ignore CNI errors)
+  rmp [-f] [-a] POD...                  stop and remove pods (-f: ignore CNI errors, -a: all pods)
   exec CTR -- CMD...                    run a command in a running container
   ns [-o table|json] [POD...]           namespace identities of every process of the pod(s)
   gc                                    tear down dead or half-made pods
