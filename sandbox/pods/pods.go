@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -401,10 +402,17 @@ func (r *Runtime) removeState(pod *state.Pod) error {
 // teardown kills all of the pod's processes, runs CNI DEL and removes the
 // pins. With force, a CNI failure is reported on stderr and ignored.
 func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) error {
+	// Containers get their grace periods side by side, as the kubelet does.
 	ctrs, _ := r.Store.Containers(pod.ID)
+	var wg sync.WaitGroup
 	for _, c := range ctrs {
-		r.stopContainer(pod, c)
+		wg.Add(1)
+		go func(c *state.Container) {
+			defer wg.Done()
+			r.stopContainer(pod, c)
+		}(c)
 	}
+	wg.Wait()
 	if pod.Holder != 0 {
 		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
 	}
