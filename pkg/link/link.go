@@ -5,6 +5,7 @@
 package link
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -90,6 +91,10 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int) (br *netlink.Bridge, 
 	la.Name = name
 	la.MTU = mtu
 	la.Flags = net.FlagUp
+	// A bridge without a MAC of its own takes its lowest port's and changes
+	// it as pods come and go, leaving pods with a stale gateway neighbour
+	// entry. One set at creation stays.
+	la.HardwareAddr = randomMAC()
 	br = &netlink.Bridge{LinkAttrs: la}
 	created = true
 	if err := h.LinkAdd(br); err != nil {
@@ -247,4 +252,12 @@ func List(h *netlink.Handle) ([]netlink.Link, error) {
 		}
 	}
 	return nil, fmt.Errorf("list links: %w", err)
+}
+
+// randomMAC is a random locally administered unicast Ethernet address.
+func randomMAC() net.HardwareAddr {
+	m := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(m)
+	m[0] = m[0]&0xfe | 0x02
+	return m
 }

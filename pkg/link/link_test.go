@@ -66,6 +66,10 @@ func TestVethIntoNetns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = DeleteByName(h, host) })
+	brAfter, err := h.LinkByName(brName)
+	if err != nil || brAfter.Attrs().HardwareAddr.String() != br.Attrs().HardwareAddr.String() || br.Attrs().HardwareAddr[0]&2 == 0 {
+		t.Fatalf("bridge MAC %v changed to %v when a port joined (or is not locally administered)", br.Attrs().HardwareAddr, brAfter.Attrs().HardwareAddr)
+	}
 	hl, err := h.LinkByName(host)
 	if err != nil || hl.Attrs().MTU != 1400 || hl.Attrs().MasterIndex != br.Attrs().Index || hl.Attrs().Flags&net.FlagUp == 0 {
 		t.Fatalf("host end: %+v %v", hl, err)
