@@ -151,11 +151,13 @@ func add(args *skel.CmdArgs) (err error) {
 	}
 
 	ctx := context.Background()
+	// The spec wants a delegate DEL'd even when its ADD failed: it may have
+	// kept part of an allocation.
+	rollback.push(func() error { return ipamcall.Del(ctx, conf.IPAM.Type, args) })
 	res, err := ipamcall.Add(ctx, conf.IPAM.Type, args)
 	if err != nil {
 		return err
 	}
-	rollback.push(func() error { return ipamcall.Del(ctx, conf.IPAM.Type, args) })
 	if len(res.IPs) == 0 {
 		return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned no addresses", conf.IPAM.Type)
 	}
