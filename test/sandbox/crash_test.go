@@ -69,6 +69,6 @@ func TestKillRunpAtRandomInstants(t *testing.T) {
 		e.must("rmp", id)
 	}
 	t.Logf("%d of 8 runp calls finished before the kill", survivors)
-	waitFor(t, "every holder gone", 5*time.Second, func() bool { return len(holders()) == 0 })
+	waitFor(t, "every holder gone", 15*time.Second, func() bool { return len(holders()) == 0 })
 	e.assertClean()
 }

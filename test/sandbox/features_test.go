@@ -122,7 +122,7 @@ linux:
 	// portmap plugin's OUTPUT rule DNATs it to the pod.
 	addr := fmt.Sprintf("%s.1:%d", e.subnet, hostPort)
 	var body string
-	waitFor(t, "a reply through the host port", 5*time.Second, func() bool {
+	waitFor(t, "a reply through the host port", 15*time.Second, func() bool {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return false

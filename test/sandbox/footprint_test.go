@@ -23,7 +23,7 @@ func TestHolderFootprint(t *testing.T) {
 	testutil.RequireRoot(t)
 	cmd, _ := startHolder(t, true)
 	pid := cmd.Process.Pid
-	waitFor(t, "holder set up", 5*time.Second, func() bool { return sigIgnored(pid, unix.SIGQUIT) })
+	waitFor(t, "holder set up", 15*time.Second, func() bool { return sigIgnored(pid, unix.SIGQUIT) })
 	time.Sleep(300 * time.Millisecond)
 	kb := func(field string) int {
 		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))

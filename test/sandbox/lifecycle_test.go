@@ -116,7 +116,7 @@ func TestKillHolderThenGC(t *testing.T) {
 		t.Fatal("no IPAM allocation after runp")
 	}
 	unix.Kill(p.Holder, unix.SIGKILL)
-	waitFor(t, "pod to be seen dead", 5*time.Second, func() bool { return e.pod(pod).State == "dead" })
+	waitFor(t, "pod to be seen dead", 15*time.Second, func() bool { return e.pod(pod).State == "dead" })
 	out := e.must("gc")
 	if !strings.Contains(out, "holder died") {
 		t.Fatalf("gc: %q", out)
@@ -170,12 +170,12 @@ linux:
 			}
 		}
 	}
-	waitFor(t, "container output", 5*time.Second, func() bool {
+	waitFor(t, "container output", 15*time.Second, func() bool {
 		log, _ := os.ReadFile(filepath.Join(e.state, "pods", pod, "containers", c.ID, "log"))
 		return string(log) == "hi-there\n/tmp\n"
 	})
 	unix.Kill(c.PID, unix.SIGKILL)
-	waitFor(t, "container to exit", 5*time.Second, func() bool { return e.ctr(c.ID).State == "exited" })
+	waitFor(t, "container to exit", 15*time.Second, func() bool { return e.ctr(c.ID).State == "exited" })
 	if got := e.ctr(c.ID); got.Exit == nil || *got.Exit != 137 {
 		t.Fatalf("exit status %v, want 137", got.Exit)
 	}
@@ -284,7 +284,7 @@ linux: {security_context: {namespace_options: {pid: TARGET, target_id: a}}}
 	if nsutil.ProcNS(d.PID)["pid"] != nsutil.ProcNS(a.PID)["pid"] {
 		t.Fatal("TARGET container is not in the target's PID namespace")
 	}
-	waitFor(t, "debug container output", 5*time.Second, func() bool {
+	waitFor(t, "debug container output", 15*time.Second, func() bool {
 		log, _ := os.ReadFile(filepath.Join(e.state, "pods", pod, "containers", id, "log"))
 		return string(log) == "sleep\n"
 	})

@@ -233,7 +233,7 @@ func (e *env) assertClean() {
 	if ents, _ := os.ReadDir(filepath.Join(e.state, "pods")); len(ents) > 0 {
 		t.Errorf("pod state left: %d entries", len(ents))
 	}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for _, pid := range e.tracked {
 		for nsutil.Alive(pid, 0) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)

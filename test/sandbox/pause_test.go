@@ -51,7 +51,7 @@ func waitExit(t *testing.T, cmd *exec.Cmd) int {
 	select {
 	case <-done:
 		return cmd.ProcessState.ExitCode()
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("holder did not exit")
 	}
 	return -1
@@ -73,7 +73,7 @@ func TestPausePID1(t *testing.T) {
 	cmd, errb := startHolder(t, true)
 	pid := cmd.Process.Pid
 	// Wait until it has set its signal dispositions up.
-	waitFor(t, "holder to ignore SIGQUIT", 5*time.Second, func() bool { return sigIgnored(pid, unix.SIGQUIT) })
+	waitFor(t, "holder to ignore SIGQUIT", 15*time.Second, func() bool { return sigIgnored(pid, unix.SIGQUIT) })
 
 	for _, s := range []syscall.Signal{unix.SIGQUIT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE} {
 		if err := unix.Kill(pid, s); err != nil {
@@ -94,7 +94,7 @@ func TestPausePID1(t *testing.T) {
 	sh.Wait()
 	pidNS := nsutil.ProcNS(pid)["pid"]
 	var orphan int
-	waitFor(t, "the orphaned sleep in the holder's PID namespace", 3*time.Second, func() bool {
+	waitFor(t, "the orphaned sleep in the holder's PID namespace", 10*time.Second, func() bool {
 		for _, p := range nsutil.PidsInNS("pid", pidNS) {
 			if p != pid && nsutil.Comm(p) == "sleep" {
 				orphan = p
@@ -105,7 +105,7 @@ func TestPausePID1(t *testing.T) {
 	if pp := ppid(orphan); pp != pid {
 		t.Fatalf("orphan's parent is %d, want the holder %d", pp, pid)
 	}
-	waitFor(t, "orphan to exit and be reaped", 5*time.Second, func() bool {
+	waitFor(t, "orphan to exit and be reaped", 15*time.Second, func() bool {
 		_, err := os.Stat(fmt.Sprintf("/proc/%d", orphan))
 		return os.IsNotExist(err)
 	})
@@ -126,7 +126,7 @@ func TestPauseNotPID1(t *testing.T) {
 	testutil.RequireRoot(t)
 	cmd, errb := startHolder(t, false)
 	pid := cmd.Process.Pid
-	waitFor(t, "holder to ignore SIGQUIT", 5*time.Second, func() bool { return sigIgnored(pid, unix.SIGQUIT) })
+	waitFor(t, "holder to ignore SIGQUIT", 15*time.Second, func() bool { return sigIgnored(pid, unix.SIGQUIT) })
 	unix.Kill(pid, unix.SIGQUIT)
 	time.Sleep(100 * time.Millisecond)
 	if !nsutil.Alive(pid, 0) {

@@ -27,7 +27,7 @@ func TestPodsOnPodnsPlugin(t *testing.T) {
 		t.Fatalf("ping a→b: %s %s", out, errOut)
 	}
 	unix.Kill(e.pod(b).Holder, unix.SIGKILL)
-	waitFor(t, "pod b dead", 5*time.Second, func() bool { return e.pod(b).State == "dead" })
+	waitFor(t, "pod b dead", 15*time.Second, func() bool { return e.pod(b).State == "dead" })
 	if out := e.must("gc"); !strings.Contains(out, "holder died") {
 		t.Fatalf("gc: %q", out)
 	}

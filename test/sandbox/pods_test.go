@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/podns/podns/sandbox/nsutil"
 )
@@ -49,7 +50,7 @@ linux:
 		e.runD(pod, "a", "sh", "-c", "ipcmk -Q >/dev/null && exec busybox httpd -f -p 127.0.0.1:8080 -h "+www)
 		e.runD(pod, "b", "sleep", "3600")
 	}
-	waitFor(t, "queues", 5e9, func() bool {
+	waitFor(t, "queues", 15*time.Second, func() bool {
 		out, _, _ := e.ctl("exec", podA+"/a", "--", "ipcs", "-q")
 		return strings.Count(out, "0x") == 1
 	})

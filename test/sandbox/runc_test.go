@@ -75,7 +75,7 @@ func TestPauseImageUnderRunc(t *testing.T) {
 		out, err := rc("state", id)
 		return err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Status == "running"
 	})
-	waitFor(t, "signals set up", 5*time.Second, func() bool { return sigIgnored(st.Pid, 3) })
+	waitFor(t, "signals set up", 15*time.Second, func() bool { return sigIgnored(st.Pid, 3) })
 	if ns := statusField(st.Pid, "NSpid"); !strings.HasSuffix(ns, "\t1") && !strings.HasSuffix(ns, " 1") {
 		t.Fatalf("pause is not PID 1 in its namespace: NSpid %q", ns)
 	}
