@@ -27,7 +27,7 @@ import (
 func Del(args *skel.CmdArgs) error { return toCNI(del(args)) }
 
 func del(args *skel.CmdArgs) error {
-	conf, err := netconf.Parse(args.StdinData)
+	conf, err := netconf.ParseForDel(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -37,8 +37,10 @@ func del(args *skel.CmdArgs) error {
 	log = log.With("containerID", args.ContainerID, "ifname", args.IfName, "pod", k8s.Pod())
 
 	var errs []error
-	if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
-		errs = append(errs, err)
+	if conf.IPAM.Type != "" {
+		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	host := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
 	if err := link.DeleteByName(&netlink.Handle{}, host); err != nil {

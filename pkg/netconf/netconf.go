@@ -198,3 +198,21 @@ func (a K8sArgs) Pod() string {
 	}
 	return a.Namespace + "/" + a.Name
 }
+
+// ParseForDel decodes a config for DEL without judging podns's own fields.
+// Runtimes DEL after every ADD, failed ones included: a config ADD refused
+// (bad mode, mtu, mac, ...) created nothing, and failing its DEL forever
+// would leave the pod stuck in teardown.
+func ParseForDel(stdin []byte) (*NetConf, error) {
+	n := &NetConf{}
+	if err := json.Unmarshal(stdin, n); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")
+	}
+	if n.Name == "" {
+		return nil, invalid("network config has no \"name\"")
+	}
+	if strings.ContainsAny(n.IPAM.Type, "/\\") || n.IPAM.Type == "." || n.IPAM.Type == ".." {
+		n.IPAM.Type = ""
+	}
+	return n, nil
+}

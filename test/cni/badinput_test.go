@@ -46,35 +46,36 @@ func TestBadInput(t *testing.T) {
 	t.Cleanup(func() { _ = exec0("ip", "link", "del", notBridge) })
 
 	cases := []struct {
-		name  string
-		call  Call
-		stdin []byte
-		code  uint
+		name       string
+		call       Call
+		stdin      []byte
+		code       uint
+		podnsField bool // a podns field is bad: DEL must still succeed
 	}{
-		{"invalid JSON", add, []byte(`{"cniVersion":"1.1.0",`), types.ErrDecodingFailure},
-		{"missing type", add, with("type", nil), types.ErrInvalidNetworkConfig},
-		{"missing name", add, with("name", nil), types.ErrInvalidNetworkConfig},
-		{"unknown cniVersion", add, with("cniVersion", "0.2.0"), types.ErrIncompatibleCNIVersion},
-		{"too new cniVersion", add, with("cniVersion", "9.9.9"), types.ErrIncompatibleCNIVersion},
-		{"unsupported mode", add, with("mode", "vxlan"), types.ErrInvalidNetworkConfig},
-		{"mtu out of range", add, with("mtu", 20), types.ErrInvalidNetworkConfig},
-		{"bad runtimeConfig mac", add, with("runtimeConfig", map[string]any{"mac": "zz:00"}), types.ErrInvalidNetworkConfig},
-		{"no ipam", add, with("ipam", nil), types.ErrInvalidNetworkConfig},
-		{"missing CNI_NETNS", call(func(c *Call) { c.Netns = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"non-existent CNI_NETNS", call(func(c *Call) { c.Netns = "/var/run/netns/" + testutil.UniqueName("nope") }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"CNI_NETNS is the host netns", call(func(c *Call) { c.Netns = "/proc/self/ns/net" }), good().bytes(t), types.ErrInvalidNetNS},
-		{"empty CNI_IFNAME", call(func(c *Call) { c.IfName = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"CNI_IFNAME over 15 bytes", call(func(c *Call) { c.IfName = "eth0123456789012" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"CNI_IFNAME with /", call(func(c *Call) { c.IfName = "et/h0" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"empty CNI_CONTAINERID", call(func(c *Call) { c.ContainerID = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"CNI_CONTAINERID with /", call(func(c *Call) { c.ContainerID = "a/b" }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"CNI_CONTAINERID ..", call(func(c *Call) { c.ContainerID = ".." }), good().bytes(t), types.ErrInvalidEnvironmentVariables},
-		{"bridge is not a bridge", add, with("bridge", notBridge), types.ErrInvalidNetworkConfig},
-		{"invalid subnet (podns-ipam)", add, withIPAM(map[string]any{"type": "podns-ipam", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInvalidNetworkConfig},
-		{"invalid subnet (host-local passes its own code through)", add, withIPAM(map[string]any{"type": "host-local", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInternal},
-		{"IPAM plugin missing from CNI_PATH", add, withIPAM(map[string]any{"type": "no-such-ipam", "dataDir": n.DataDir}), types.ErrInvalidNetworkConfig},
+		{"invalid JSON", add, []byte(`{"cniVersion":"1.1.0",`), types.ErrDecodingFailure, false},
+		{"missing type", add, with("type", nil), types.ErrInvalidNetworkConfig, true},
+		{"missing name", add, with("name", nil), types.ErrInvalidNetworkConfig, false},
+		{"unknown cniVersion", add, with("cniVersion", "0.2.0"), types.ErrIncompatibleCNIVersion, false},
+		{"too new cniVersion", add, with("cniVersion", "9.9.9"), types.ErrIncompatibleCNIVersion, false},
+		{"unsupported mode", add, with("mode", "vxlan"), types.ErrInvalidNetworkConfig, true},
+		{"mtu out of range", add, with("mtu", 20), types.ErrInvalidNetworkConfig, true},
+		{"bad runtimeConfig mac", add, with("runtimeConfig", map[string]any{"mac": "zz:00"}), types.ErrInvalidNetworkConfig, true},
+		{"no ipam", add, with("ipam", nil), types.ErrInvalidNetworkConfig, false},
+		{"missing CNI_NETNS", call(func(c *Call) { c.Netns = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"non-existent CNI_NETNS", call(func(c *Call) { c.Netns = "/var/run/netns/" + testutil.UniqueName("nope") }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"CNI_NETNS is the host netns", call(func(c *Call) { c.Netns = "/proc/self/ns/net" }), good().bytes(t), types.ErrInvalidNetNS, false},
+		{"empty CNI_IFNAME", call(func(c *Call) { c.IfName = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"CNI_IFNAME over 15 bytes", call(func(c *Call) { c.IfName = "eth0123456789012" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"CNI_IFNAME with /", call(func(c *Call) { c.IfName = "et/h0" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"empty CNI_CONTAINERID", call(func(c *Call) { c.ContainerID = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"CNI_CONTAINERID with /", call(func(c *Call) { c.ContainerID = "a/b" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"CNI_CONTAINERID ..", call(func(c *Call) { c.ContainerID = ".." }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"bridge is not a bridge", add, with("bridge", notBridge), types.ErrInvalidNetworkConfig, true},
+		{"invalid subnet (podns-ipam)", add, withIPAM(map[string]any{"type": "podns-ipam", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInvalidNetworkConfig, false},
+		{"invalid subnet (host-local passes its own code through)", add, withIPAM(map[string]any{"type": "host-local", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInternal, false},
+		{"IPAM plugin missing from CNI_PATH", add, withIPAM(map[string]any{"type": "no-such-ipam", "dataDir": n.DataDir}), types.ErrInvalidNetworkConfig, false},
 		{"IPAM route that cannot be installed (after allocation)", add, withIPAM(map[string]any{"type": "host-local", "dataDir": n.DataDir,
-			"ranges": [][]map[string]any{{{"subnet": n.Sub4}}}, "routes": []map[string]any{{"dst": "10.99.0.0/16", "gw": "192.0.2.1"}}}), types.ErrInternal},
+			"ranges": [][]map[string]any{{{"subnet": n.Sub4}}}, "routes": []map[string]any{{"dst": "10.99.0.0/16", "gw": "192.0.2.1"}}}), types.ErrInternal, false},
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
@@ -85,6 +86,13 @@ func TestBadInput(t *testing.T) {
 				t.Fatal("error without a message")
 			}
 			nt.assertNoState(ns)
+			// The runtime DELs after a failed ADD: that must not fail on a
+			// config ADD refused (it would wedge the pod's teardown).
+			if tc.podnsField {
+				del := tc.call
+				del.Cmd = "DEL"
+				nt.mustExec(del, tc.stdin)
+			}
 			if _, err := netlink.LinkByName(n.Bridge); err == nil {
 				t.Fatalf("failed ADD left bridge %s behind", n.Bridge)
 			}
