@@ -3,6 +3,7 @@ package cniplugin
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -28,7 +29,9 @@ func toCNI(err error) error {
 		if code == 0 {
 			code = types.ErrInternal
 		}
-		return &types.Error{Code: code, Msg: err.Error(), Details: te.Details}
+		// te.Error() appends the details; keep them in Details only.
+		msg := strings.Replace(err.Error(), te.Error(), te.Msg, 1)
+		return &types.Error{Code: code, Msg: msg, Details: te.Details}
 	}
 	return &types.Error{Code: types.ErrInternal, Msg: err.Error()}
 }
