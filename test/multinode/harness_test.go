@@ -142,11 +142,10 @@ func newCluster(t *testing.T) *cluster {
 	if os.Getenv("PODNS_MULTINODE_CNI") == "reference" {
 		c.pluginT, c.ipamT = "bridge", "host-local"
 	}
-	for _, b := range []string{filepath.Join(c.bin, "podns-node"), filepath.Join(c.bin, c.pluginT), filepath.Join(refPlugins, "portmap")} {
+	for _, b := range []string{filepath.Join(c.bin, "podns-node"), filepath.Join(c.bin, "podns"), filepath.Join(c.bin, "podns-ipam"),
+		filepath.Join(refPlugins, "portmap"), filepath.Join(refPlugins, "bridge"), filepath.Join(refPlugins, "host-local")} {
 		if _, err := os.Stat(b); err != nil {
-			if _, err2 := os.Stat(filepath.Join(refPlugins, filepath.Base(b))); err2 != nil {
-				t.Fatalf("missing binary: %v", err)
-			}
+			t.Fatalf("missing binary: %v", err)
 		}
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", c.env["KUBECONFIG"])
@@ -431,21 +430,25 @@ type kroute struct {
 
 func (n *node) routes() map[string]kroute {
 	t := n.c.t
+	out := map[string]kroute{}
+	// Errorf, not Fatal: this also runs on the route-watch goroutine.
 	nsh, err := netns.GetFromName(n.ns)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("netns %s: %v", n.ns, err)
+		return out
 	}
 	defer nsh.Close()
 	h, err := netlink.NewHandleAt(nsh)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("netlink in %s: %v", n.ns, err)
+		return out
 	}
 	defer h.Close()
 	rs, err := h.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("routes in %s: %v", n.ns, err)
+		return out
 	}
-	out := map[string]kroute{}
 	for _, r := range rs {
 		if r.Dst == nil || r.Gw == nil {
 			continue

@@ -23,7 +23,6 @@ import (
 	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vishvananda/netlink"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -237,7 +236,6 @@ func (a *Agent) reconcileOnce(lister listersv1.NodeLister) error {
 	a.m.nodes.Set(float64(len(objs)))
 	var nodes []routes.Node
 	var self *routes.Node
-	var selfObj *corev1.Node
 	for _, o := range objs {
 		n, warns := fromNode(o)
 		for _, w := range warns {
@@ -245,14 +243,15 @@ func (a *Agent) reconcileOnce(lister listersv1.NodeLister) error {
 		}
 		nodes = append(nodes, n)
 		if n.Name == a.cfg.NodeName {
-			self, selfObj = &nodes[len(nodes)-1], o
+			s := n
+			self = &s
 		}
 	}
 	var errs []error
 	if self == nil {
 		errs = append(errs, fmt.Errorf("own node %q not found", a.cfg.NodeName))
 	} else if len(self.PodCIDRs) == 0 {
-		errs = append(errs, fmt.Errorf("own node %q has no spec.podCIDRs yet", selfObj.Name))
+		errs = append(errs, fmt.Errorf("own node %q has no spec.podCIDRs yet", self.Name))
 	} else {
 		if err := a.syncConflist(*self); err != nil {
 			errs = append(errs, err)
