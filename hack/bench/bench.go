@@ -24,7 +24,7 @@ import (
 
 // namePrefix starts every netns, bridge and network the bench creates, so a
 // sweep after a crash finds exactly its own leftovers.
-const namePrefix = "pnb"
+const namePrefix = "pbench"
 
 // benchBase is the /16 the bench carves its /21 subnets from; it is used only
 // on the bench's own bridges and namespaces.
@@ -171,6 +171,8 @@ func parallel(n, workers int, f func(i int)) {
 }
 
 // fill attaches pods to n until pods holds target of them, with progress.
+// The first failure stops the fill (not the run): a network that does not
+// hold the pods it claims is not measured.
 func (b *Bench) fill(n *Net, pods *[]*Attachment, target int, label string) error {
 	need := target - len(*pods)
 	if need <= 0 {
@@ -179,8 +181,9 @@ func (b *Bench) fill(n *Net, pods *[]*Attachment, target int, label string) erro
 	p := newProgress(label, need)
 	var mu sync.Mutex
 	var firstErr error
+	var failed atomic.Bool
 	parallel(need, b.cfg.FillWorkers, func(int) {
-		if b.stopped() {
+		if b.stopped() || failed.Load() {
 			return
 		}
 		a, _, err := b.attach(n, viaExec)
@@ -190,7 +193,7 @@ func (b *Bench) fill(n *Net, pods *[]*Attachment, target int, label string) erro
 			if firstErr == nil {
 				firstErr = err
 			}
-			b.stop.Store(firstErr != nil && b.cfg.StopOnFillError)
+			failed.Store(b.cfg.StopOnFillError)
 		}
 		if a != nil && err == nil {
 			*pods = append(*pods, a)
@@ -198,14 +201,14 @@ func (b *Bench) fill(n *Net, pods *[]*Attachment, target int, label string) erro
 		p.step()
 	})
 	p.done()
+	if firstErr != nil {
+		return fmt.Errorf("fill %s to %d pods: %w", n.Name, target, firstErr)
+	}
 	if b.stopped() {
-		if firstErr != nil {
-			return fmt.Errorf("fill %s: %w", n.Name, firstErr)
-		}
 		return errInterrupted
 	}
 	if len(*pods) < target {
-		return fmt.Errorf("fill %s: only %d of %d pods attached: %v", n.Name, len(*pods), target, firstErr)
+		return fmt.Errorf("fill %s: only %d of %d pods attached", n.Name, len(*pods), target)
 	}
 	return nil
 }

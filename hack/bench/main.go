@@ -215,18 +215,28 @@ func (b *Bench) runAll() error {
 		{s[6], b.scenarioNamespaces},
 		{s[5], b.scenarioSandbox},
 	}
+	var failed error
 	for _, st := range steps {
 		if !st.on {
 			continue
 		}
-		if err := st.f(); err != nil {
-			return err
-		}
 		if b.stopped() {
 			return errInterrupted
 		}
+		// A failing scenario is reported and the others still run: one
+		// plugin's failure at 1000 pods should not hide every other number.
+		if err := st.f(); err != nil {
+			if errors.Is(err, errInterrupted) {
+				return err
+			}
+			warnf("%v", err)
+			b.report.Notes = append(b.report.Notes, "error: "+err.Error())
+			if failed == nil {
+				failed = err
+			}
+		}
 	}
-	return nil
+	return failed
 }
 
 // setImpls picks the binaries for every column and checks they exist.
