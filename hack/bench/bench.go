@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -370,12 +371,22 @@ func removeCNICache(netName string) {
 	}
 }
 
+// ownedRe matches the names of any bench run: the prefix, 4 hex digits of
+// run ID, then a dash. Other people's names that merely start alike (other
+// tests on this machine use pn*, pnb*) never match.
+var ownedRe = regexp.MustCompile("^" + namePrefix + "[0-9a-f]{4}-")
+
+// owned reports whether name belongs to the bench run(s) prefix selects.
+func owned(name, prefix string) bool {
+	return strings.HasPrefix(name, prefix) && ownedRe.MatchString(name)
+}
+
 // sweepPrefix removes netns, links, masquerade rules and state left by a run
 // whose names start with prefix (a crashed run, or leftovers of this one).
 func sweepPrefix(prefix string) {
 	entries, _ := os.ReadDir(netnsRunDir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
+		if owned(e.Name(), prefix) {
 			if err := delNetns(e.Name()); err != nil {
 				warnf("sweep: %v", err)
 			}
@@ -383,7 +394,7 @@ func sweepPrefix(prefix string) {
 	}
 	links, _ := netlink.LinkList()
 	for _, l := range links {
-		if strings.HasPrefix(l.Attrs().Name, prefix) {
+		if owned(l.Attrs().Name, prefix) {
 			_ = netlink.LinkDel(l)
 		}
 	}
@@ -457,7 +468,7 @@ func sweepNftChains(prefix string) {
 		switch {
 		case len(f) >= 3 && f[0] == "table":
 			family, table = f[1], f[2]
-		case len(f) >= 2 && f[0] == "chain" && strings.Contains(f[1], prefix) && table != "":
+		case len(f) >= 2 && f[0] == "chain" && owned(strings.TrimPrefix(f[1], "masq-"), prefix) && table != "":
 			_ = exec.Command("nft", "flush", "chain", family, table, f[1]).Run()
 			if err := exec.Command("nft", "delete", "chain", family, table, f[1]).Run(); err != nil {
 				warnf("sweep: delete nft chain %s %s %s: %v", family, table, f[1], err)
