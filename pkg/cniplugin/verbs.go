@@ -80,7 +80,7 @@ func check(args *skel.CmdArgs) error {
 
 	podIdx := -1
 	for i, in := range prev.Interfaces {
-		if in.Name == args.IfName && in.Sandbox != "" {
+		if in != nil && in.Name == args.IfName && in.Sandbox != "" {
 			podIdx = i
 		}
 	}
@@ -119,7 +119,7 @@ func check(args *skel.CmdArgs) error {
 	}
 	var podIPs []*net.IPNet
 	for _, ipc := range prev.IPs {
-		if ipc.Interface != nil && *ipc.Interface != podIdx {
+		if ipc == nil || ipc.Interface != nil && *ipc.Interface != podIdx {
 			continue
 		}
 		found := false
@@ -140,6 +140,9 @@ func check(args *skel.CmdArgs) error {
 		return fmt.Errorf("list routes of %s: %w", args.IfName, err)
 	}
 	for _, r := range prev.Routes {
+		if r == nil {
+			continue
+		}
 		if !haveRoute(routes, r) {
 			return fmt.Errorf("route %s missing in %s", r.String(), args.Netns)
 		}
@@ -255,9 +258,12 @@ func gc(args *skel.CmdArgs) error {
 	}
 	log, closeLog := logger(conf)
 	defer closeLog()
-	valid := map[masq.Attachment]bool{}
+	// Valid attachments by the names their state is found under: host veth
+	// name and masquerade key, both digests, so no field can be cut short.
+	validLinks, validKeys := map[string]bool{}, map[string]bool{}
 	for _, a := range conf.ValidAttachments {
-		valid[masq.Attachment{ContainerID: a.ContainerID, IfName: a.IfName}] = true
+		validLinks[link.HostVethName(conf.Name, a.ContainerID, a.IfName)] = true
+		validKeys[masq.Key(a.ContainerID, a.IfName)] = true
 	}
 	var errs []error
 	hostH := &netlink.Handle{}
@@ -266,21 +272,21 @@ func gc(args *skel.CmdArgs) error {
 		errs = append(errs, err)
 	}
 	for _, l := range links {
-		netName, id, ifn, pod, ok := link.ParseAlias(l.Attrs().Alias)
-		if !ok || netName != conf.Name || valid[masq.Attachment{ContainerID: id, IfName: ifn}] {
+		if !link.OfNetwork(l.Attrs().Alias, conf.Name) || validLinks[l.Attrs().Name] {
 			continue
 		}
 		if err := hostH.LinkDel(l); err != nil && !link.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete stale %s: %w", l.Attrs().Name, err))
 			continue
 		}
-		log.Info("GC removed host veth", "hostVeth", l.Attrs().Name, "containerID", id, "ifname", ifn, "pod", pod)
+		ai, _ := link.ParseAlias(l.Attrs().Alias)
+		log.Info("GC removed host veth", "hostVeth", l.Attrs().Name, "containerID", ai.ContainerID, "ifname", ai.IfName, "pod", ai.Pod)
 	}
-	if err := masq.Remove(conf.Name, func(a masq.Attachment) bool {
-		if valid[a] {
+	if err := masq.Remove(conf.Name, func(r masq.Rule) bool {
+		if validKeys[r.Key] {
 			return false
 		}
-		log.Info("GC removes masquerade rules", "containerID", a.ContainerID, "ifname", a.IfName)
+		log.Info("GC removes masquerade rules", "containerID", r.ContainerID, "ifname", r.IfName)
 		return true
 	}); err != nil {
 		errs = append(errs, err)

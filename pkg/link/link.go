@@ -30,38 +30,61 @@ func HostVethName(network, containerID, ifname string) string {
 	return "pn" + hex.EncodeToString(h[:])[:11]
 }
 
-// Alias is what podns writes into a host veth's alias: which attachment it
-// belongs to and, when known, the pod. The kernel keeps up to 255 bytes.
+// netHash is a short digest of the network name: it leads the alias, so
+// GC can tell its network's links apart even when a long container ID or
+// network name gets the alias cut at the kernel's 255 bytes.
+func netHash(network string) string {
+	h := sha256.Sum256([]byte(network))
+	return hex.EncodeToString(h[:])[:12]
+}
+
+// Alias is what podns writes into a host veth's alias: the network's hash,
+// then the attachment and pod for people and logs (those may be cut short).
 func Alias(network, containerID, ifname, pod string) string {
-	s := fmt.Sprintf("%snet=%s id=%s if=%s", AliasPrefix, network, containerID, ifname)
+	s := fmt.Sprintf("%snh=%s if=%s id=%s", AliasPrefix, netHash(network), ifname, containerID)
 	if pod != "" {
 		s += " pod=" + pod
 	}
+	s += " net=" + network
 	if len(s) > 255 {
 		s = s[:255]
 	}
 	return s
 }
 
-// ParseAlias returns the attachment fields of an alias written by Alias.
-func ParseAlias(alias string) (network, containerID, ifname, pod string, ok bool) {
+// AliasInfo is what ParseAlias reads back; all but NetHash may be cut short.
+type AliasInfo struct {
+	NetHash, Network, ContainerID, IfName, Pod string
+}
+
+// ParseAlias reads an alias written by Alias; ok is false for other links.
+func ParseAlias(alias string) (AliasInfo, bool) {
+	var a AliasInfo
 	if !strings.HasPrefix(alias, AliasPrefix) {
-		return "", "", "", "", false
+		return a, false
 	}
 	for _, f := range strings.Fields(alias[len(AliasPrefix):]) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
+		case "nh":
+			a.NetHash = v
 		case "net":
-			network = v
+			a.Network = v
 		case "id":
-			containerID = v
+			a.ContainerID = v
 		case "if":
-			ifname = v
+			a.IfName = v
 		case "pod":
-			pod = v
+			a.Pod = v
 		}
 	}
-	return network, containerID, ifname, pod, network != "" && containerID != "" && ifname != ""
+	return a, a.NetHash != ""
+}
+
+// OfNetwork reports whether an alias marks a host veth of this network.
+func OfNetwork(alias, network string) bool {
+	a, ok := ParseAlias(alias)
+	return ok && a.NetHash == netHash(network)
 }
 
 // ErrNotBridge is returned when the configured bridge name is taken by a

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -35,12 +36,16 @@ func TestNamesAndAlias(t *testing.T) {
 	if len(a) > 15 || a != HostVethName("net", "cid", "eth0") || a == HostVethName("net", "cid", "eth1") || a == HostVethName("net2", "cid", "eth0") {
 		t.Fatalf("host veth names not stable and distinct: %s", a)
 	}
-	n, id, ifn, pod, ok := ParseAlias(Alias("net", "cid", "eth0", "ns/pod"))
-	if !ok || n != "net" || id != "cid" || ifn != "eth0" || pod != "ns/pod" {
-		t.Fatalf("alias round trip: %s %s %s %s %v", n, id, ifn, pod, ok)
+	ai, ok := ParseAlias(Alias("net", "cid", "eth0", "ns/pod"))
+	if !ok || ai.Network != "net" || ai.ContainerID != "cid" || ai.IfName != "eth0" || ai.Pod != "ns/pod" {
+		t.Fatalf("alias round trip: %+v %v", ai, ok)
 	}
-	if _, _, _, _, ok := ParseAlias("someone else's link"); ok {
+	if _, ok := ParseAlias("someone else's link"); ok {
 		t.Fatal("foreign alias parsed")
+	}
+	long := Alias(strings.Repeat("n", 200), strings.Repeat("c", 200), "eth0", "ns/pod")
+	if len(long) > 255 || !OfNetwork(long, strings.Repeat("n", 200)) || OfNetwork(long, "net") {
+		t.Fatalf("a cut alias must still name its network: %q", long)
 	}
 }
 

@@ -8,6 +8,8 @@
 package masq
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -37,10 +39,17 @@ func chain(network string) *nftables.Chain {
 	}
 }
 
-// Comment is the tag of an attachment's rules. The pod part is informative
-// only; matching uses the container ID and interface.
+// Key identifies an attachment's rules: a digest of container ID and
+// interface, so it stays whole however long the container ID is.
+func Key(containerID, ifname string) string {
+	h := sha256.Sum256([]byte(containerID + "\x00" + ifname))
+	return hex.EncodeToString(h[:])[:16]
+}
+
+// Comment is the tag of an attachment's rules: the key first (what DEL and
+// GC match), then the attachment and pod for people (may be cut short).
 func Comment(containerID, ifname, pod string) string {
-	s := "id=" + containerID + " if=" + ifname
+	s := "k=" + Key(containerID, ifname) + " if=" + ifname + " id=" + containerID
 	if pod != "" {
 		s += " pod=" + pod
 	}
@@ -50,17 +59,23 @@ func Comment(containerID, ifname, pod string) string {
 	return s
 }
 
-func parseComment(c string) (containerID, ifname string, ok bool) {
+// Rule is what a rule's comment says about its attachment.
+type Rule struct{ Key, ContainerID, IfName string }
+
+func parseComment(c string) (Rule, bool) {
+	var r Rule
 	for _, f := range strings.Fields(c) {
 		k, v, _ := strings.Cut(f, "=")
 		switch k {
+		case "k":
+			r.Key = v
 		case "id":
-			containerID = v
+			r.ContainerID = v
 		case "if":
-			ifname = v
+			r.IfName = v
 		}
 	}
-	return containerID, ifname, containerID != "" && ifname != ""
+	return r, r.Key != ""
 }
 
 // Add installs masquerading for traffic from each address in ipns to
@@ -124,11 +139,8 @@ func rules(c *nftables.Conn, network string) ([]*nftables.Rule, error) {
 	return rs, nil
 }
 
-// Attachment names one pod interface: what masquerade rules are keyed by.
-type Attachment struct{ ContainerID, IfName string }
-
 // Attachments lists the attachments that have rules in the network's chain.
-func Attachments(network string) ([]Attachment, error) {
+func Attachments(network string) ([]Rule, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -137,14 +149,13 @@ func Attachments(network string) ([]Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	seen := map[Attachment]bool{}
-	var out []Attachment
+	seen := map[string]bool{}
+	var out []Rule
 	for _, r := range rs {
 		cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-		id, ifn, ok := parseComment(cm)
-		a := Attachment{id, ifn}
-		if ok && !seen[a] {
-			seen[a] = true
+		a, ok := parseComment(cm)
+		if ok && !seen[a.Key] {
+			seen[a.Key] = true
 			out = append(out, a)
 		}
 	}
@@ -153,7 +164,7 @@ func Attachments(network string) ([]Attachment, error) {
 
 // Remove deletes the rules of the attachments for which drop returns true.
 // A missing table or chain is not an error.
-func Remove(network string, drop func(Attachment) bool) error {
+func Remove(network string, drop func(Rule) bool) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -165,8 +176,8 @@ func Remove(network string, drop func(Attachment) bool) error {
 	n := 0
 	for _, r := range rs {
 		cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-		id, ifn, ok := parseComment(cm)
-		if !ok || !drop(Attachment{id, ifn}) {
+		a, ok := parseComment(cm)
+		if !ok || !drop(a) {
 			continue
 		}
 		if err := c.DelRule(r); err != nil {
@@ -185,9 +196,8 @@ func Remove(network string, drop func(Attachment) bool) error {
 
 // Del removes one attachment's rules.
 func Del(network, containerID, ifname string) error {
-	return Remove(network, func(a Attachment) bool {
-		return a.ContainerID == containerID && a.IfName == ifname
-	})
+	key := Key(containerID, ifname)
+	return Remove(network, func(a Rule) bool { return a.Key == key })
 }
 
 // Check verifies that every address in ips has its masquerade rule.
@@ -200,13 +210,14 @@ func Check(network, containerID, ifname string, ips []*net.IPNet) error {
 	if err != nil {
 		return err
 	}
+	key := Key(containerID, ifname)
 	for _, ipn := range ips {
 		want := masqExprs(ipn)
 		found := false
 		for _, r := range rs {
 			cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			id, ifn, ok := parseComment(cm)
-			if ok && id == containerID && ifn == ifname && sameSaddr(r.Exprs, want) {
+			a, ok := parseComment(cm)
+			if ok && a.Key == key && sameSaddr(r.Exprs, want) {
 				found = true
 				break
 			}

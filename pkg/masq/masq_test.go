@@ -26,7 +26,7 @@ func TestRulesLifecycle(t *testing.T) {
 	testutil.RequireRoot(t)
 	netw := testutil.UniqueName("pnm")
 	t.Cleanup(func() {
-		_ = Remove(netw, func(Attachment) bool { return true })
+		_ = Remove(netw, func(Rule) bool { return true })
 		_ = Prune(netw)
 	})
 	a4, a6 := cidr(t, "10.233.1.5/24"), cidr(t, "fd00:233:1::5/64")
@@ -40,7 +40,7 @@ func TestRulesLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nft: %v %s", err, out)
 	}
-	for _, want := range []string{"ip saddr 10.233.1.5 ip daddr != 10.233.1.0/24", "ip6 saddr fd00:233:1::5 ip6 daddr != fd00:233:1::/64", "masquerade", `comment "id=c1 if=eth0 pod=ns/p1"`, "hook postrouting"} {
+	for _, want := range []string{"ip saddr 10.233.1.5 ip daddr != 10.233.1.0/24", "ip6 saddr fd00:233:1::5 ip6 daddr != fd00:233:1::/64", "masquerade", `comment "k=` + Key("c1", "eth0") + ` if=eth0 id=c1 pod=ns/p1"`, "hook postrouting"} {
 		if !strings.Contains(string(out), want) {
 			t.Fatalf("chain lacks %q:\n%s", want, out)
 		}
@@ -71,7 +71,7 @@ func TestRulesLifecycle(t *testing.T) {
 	if as, _ := Attachments(netw); len(as) != 1 {
 		t.Fatalf("Prune removed a used chain: %v", as)
 	}
-	if err := Remove(netw, func(a Attachment) bool { return a.ContainerID == "c2" }); err != nil {
+	if err := Remove(netw, func(a Rule) bool { return a.Key == Key("c2", "eth0") }); err != nil {
 		t.Fatal(err)
 	}
 	if err := Prune(netw); err != nil {

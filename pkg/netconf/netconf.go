@@ -55,9 +55,44 @@ func invalid(format string, a ...any) error {
 	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
 }
 
+// MaxConfigBytes bounds a network config: runtimes write a few KiB, and a
+// plugin must not parse and act on whatever size it is fed.
+const MaxConfigBytes = 1 << 20
+
+func tooBig(stdin []byte) error {
+	if len(stdin) > MaxConfigBytes {
+		return invalid("network config is %d bytes, more than %d", len(stdin), MaxConfigBytes)
+	}
+	return nil
+}
+
+// nullEntries rejects prevResult lists holding null: the CNI result
+// converters dereference every entry.
+func nullEntries(raw map[string]interface{}) error {
+	for _, k := range []string{"interfaces", "ips", "routes"} {
+		v, ok := raw[k]
+		if !ok || v == nil {
+			continue
+		}
+		l, ok := v.([]interface{})
+		if !ok {
+			return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult.%s is not a list", k), "")
+		}
+		for i, e := range l {
+			if e == nil {
+				return types.NewError(types.ErrDecodingFailure, fmt.Sprintf("prevResult.%s[%d] is null", k, i), "")
+			}
+		}
+	}
+	return nil
+}
+
 // Parse decodes and validates stdin bytes. prevResult, when present, is
 // parsed into PluginConf.PrevResult. Errors carry the CNI code to return.
 func Parse(stdin []byte) (*NetConf, error) {
+	if err := tooBig(stdin); err != nil {
+		return nil, err
+	}
 	n := &NetConf{}
 	if err := json.Unmarshal(stdin, n); err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")
@@ -123,6 +158,9 @@ func Parse(stdin []byte) (*NetConf, error) {
 		n.MAC = hw
 	}
 	if n.RawPrevResult != nil {
+		if err := nullEntries(n.RawPrevResult); err != nil {
+			return nil, err
+		}
 		if err := version.ParsePrevResult(&n.PluginConf); err != nil {
 			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("parse prevResult: %v", err), "")
 		}
@@ -204,6 +242,9 @@ func (a K8sArgs) Pod() string {
 // (bad mode, mtu, mac, ...) created nothing, and failing its DEL forever
 // would leave the pod stuck in teardown.
 func ParseForDel(stdin []byte) (*NetConf, error) {
+	if err := tooBig(stdin); err != nil {
+		return nil, err
+	}
 	n := &NetConf{}
 	if err := json.Unmarshal(stdin, n); err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")

@@ -79,3 +79,20 @@ func TestParseArgs(t *testing.T) {
 		t.Fatalf("malformed args: %v", err)
 	}
 }
+
+func TestParseBounds(t *testing.T) {
+	big := `{"cniVersion":"1.1.0","name":"n","type":"podns","ipam":{"type":"x"},"pad":"` + strings.Repeat("x", MaxConfigBytes) + `"}`
+	for _, f := range []func([]byte) (*NetConf, error){Parse, ParseForDel} {
+		var te *types.Error
+		if _, err := f([]byte(big)); !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig {
+			t.Fatalf("oversized config: %v", err)
+		}
+	}
+	for _, prev := range []string{`{"cniVersion":"1.1.0","ips":[null]}`, `{"cniVersion":"0.4.0","interfaces":[null]}`, `{"cniVersion":"1.0.0","routes":[null]}`, `{"cniVersion":"1.0.0","ips":{}}`} {
+		var te *types.Error
+		_, err := Parse([]byte(`{"cniVersion":"1.1.0","name":"n","type":"podns","ipam":{"type":"x"},"prevResult":` + prev + `}`))
+		if !errors.As(err, &te) || te.Code != types.ErrDecodingFailure {
+			t.Fatalf("prevResult %s: %v", prev, err)
+		}
+	}
+}

@@ -128,12 +128,12 @@ func (n *testNet) cleanup() {
 	h := &netlink.Handle{}
 	links, _ := link.List(h)
 	for _, l := range links {
-		if nn, _, _, _, ok := link.ParseAlias(l.Attrs().Alias); ok && nn == n.Name {
+		if link.OfNetwork(l.Attrs().Alias, n.Name) {
 			_ = h.LinkDel(l)
 		}
 	}
 	_ = link.DeleteByName(h, n.Bridge)
-	_ = masq.Remove(n.Name, func(masq.Attachment) bool { return true })
+	_ = masq.Remove(n.Name, func(masq.Rule) bool { return true })
 	_ = masq.Prune(n.Name)
 }
 
@@ -282,7 +282,7 @@ func (n *testNet) allocations() []string {
 }
 
 // masqRules lists the attachments with masquerade rules in this network.
-func (n *testNet) masqRules() []masq.Attachment {
+func (n *testNet) masqRules() []masq.Rule {
 	n.t.Helper()
 	as, err := masq.Attachments(n.Name)
 	if err != nil {
@@ -301,8 +301,8 @@ func (n *testNet) assertNoState(ns string) {
 		n.t.Fatal(err)
 	}
 	for _, l := range links {
-		if nn, id, ifn, _, ok := link.ParseAlias(l.Attrs().Alias); ok && nn == n.Name {
-			n.t.Errorf("host veth %s of %s/%s left behind", l.Attrs().Name, id, ifn)
+		if link.OfNetwork(l.Attrs().Alias, n.Name) {
+			n.t.Errorf("host veth %s (%s) left behind", l.Attrs().Name, l.Attrs().Alias)
 		}
 	}
 	if a := n.allocations(); len(a) > 0 {
