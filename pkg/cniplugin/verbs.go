@@ -279,7 +279,7 @@ func gc(args *skel.CmdArgs) error {
 			errs = append(errs, fmt.Errorf("delete stale %s: %w", l.Attrs().Name, err))
 			continue
 		}
-		ai, _ := link.ParseAlias(l.Attrs().Alias)
+		ai, _ := link.ParseAliasInfo(l.Attrs().Alias)
 		log.Info("GC removed host veth", "hostVeth", l.Attrs().Name, "containerID", ai.ContainerID, "ifname", ai.IfName, "pod", ai.Pod)
 	}
 	if err := masq.Remove(conf.Name, func(r masq.Rule) bool {

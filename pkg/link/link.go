@@ -57,8 +57,15 @@ type AliasInfo struct {
 	NetHash, Network, ContainerID, IfName, Pod string
 }
 
-// ParseAlias reads an alias written by Alias; ok is false for other links.
-func ParseAlias(alias string) (AliasInfo, bool) {
+// ParseAlias returns the attachment fields of an alias written by Alias
+// (any of them may be cut short; OfNetwork is the reliable network test).
+func ParseAlias(alias string) (network, containerID, ifname, pod string, ok bool) {
+	a, ok := ParseAliasInfo(alias)
+	return a.Network, a.ContainerID, a.IfName, a.Pod, ok
+}
+
+// ParseAliasInfo reads an alias written by Alias; ok is false for other links.
+func ParseAliasInfo(alias string) (AliasInfo, bool) {
 	var a AliasInfo
 	if !strings.HasPrefix(alias, AliasPrefix) {
 		return a, false
@@ -83,7 +90,7 @@ func ParseAlias(alias string) (AliasInfo, bool) {
 
 // OfNetwork reports whether an alias marks a host veth of this network.
 func OfNetwork(alias, network string) bool {
-	a, ok := ParseAlias(alias)
+	a, ok := ParseAliasInfo(alias)
 	return ok && a.NetHash == netHash(network)
 }
 

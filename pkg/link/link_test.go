@@ -36,11 +36,11 @@ func TestNamesAndAlias(t *testing.T) {
 	if len(a) > 15 || a != HostVethName("net", "cid", "eth0") || a == HostVethName("net", "cid", "eth1") || a == HostVethName("net2", "cid", "eth0") {
 		t.Fatalf("host veth names not stable and distinct: %s", a)
 	}
-	ai, ok := ParseAlias(Alias("net", "cid", "eth0", "ns/pod"))
+	ai, ok := ParseAliasInfo(Alias("net", "cid", "eth0", "ns/pod"))
 	if !ok || ai.Network != "net" || ai.ContainerID != "cid" || ai.IfName != "eth0" || ai.Pod != "ns/pod" {
 		t.Fatalf("alias round trip: %+v %v", ai, ok)
 	}
-	if _, ok := ParseAlias("someone else's link"); ok {
+	if _, _, _, _, ok := ParseAlias("someone else's link"); ok {
 		t.Fatal("foreign alias parsed")
 	}
 	long := Alias(strings.Repeat("n", 200), strings.Repeat("c", 200), "eth0", "ns/pod")

@@ -62,6 +62,9 @@ func Comment(containerID, ifname, pod string) string {
 // Rule is what a rule's comment says about its attachment.
 type Rule struct{ Key, ContainerID, IfName string }
 
+// Attachment is the former name of Rule, kept for callers.
+type Attachment = Rule
+
 func parseComment(c string) (Rule, bool) {
 	var r Rule
 	for _, f := range strings.Fields(c) {
