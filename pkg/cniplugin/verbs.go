@@ -223,7 +223,20 @@ func status(args *skel.CmdArgs) error {
 			if _, ok := l.(*netlink.Bridge); !ok {
 				return codeErr(types.ErrPluginNotAvailable, "bridge %s is unusable: it exists as a %s link", conf.Bridge, l.Type())
 			}
-		} else if !link.IsNotFound(err) {
+			// ADD would bring it up, but the pods already on it are cut off now.
+			if l.Attrs().Flags&net.FlagUp == 0 {
+				return codeErr(types.ErrLimitedConnectivity, "bridge %s is down: pods on it have no connectivity", conf.Bridge)
+			}
+		} else if link.IsNotFound(err) {
+			// Gone while host veths of this network remain: their pods are cut off.
+			if links, lerr := link.List(&netlink.Handle{}); lerr == nil {
+				for _, hl := range links {
+					if link.OfNetwork(hl.Attrs().Alias, conf.Name) {
+						return codeErr(types.ErrLimitedConnectivity, "bridge %s is gone but pods of network %s remain (e.g. host veth %s)", conf.Bridge, conf.Name, hl.Attrs().Name)
+					}
+				}
+			}
+		} else {
 			return codeErr(types.ErrPluginNotAvailable, "bridge %s: %v", conf.Bridge, err)
 		}
 	}

@@ -228,6 +228,19 @@ func TestStatus(t *testing.T) {
 	if !strings.Contains(e.Msg, "host-local") {
 		t.Fatalf("STATUS reason does not name the missing IPAM: %s", e.Msg)
 	}
+	// Pods on a bridge someone set down or deleted: 51, they lost connectivity.
+	p := n.add(c.bytes(t))
+	run(t, "ip", "link", "set", n.Bridge, "down")
+	if e := n.wantCode(Call{Cmd: "STATUS"}, c.bytes(t), types.ErrLimitedConnectivity); !strings.Contains(e.Msg, "down") {
+		t.Fatalf("STATUS reason: %s", e.Msg)
+	}
+	run(t, "ip", "link", "set", n.Bridge, "up")
+	n.mustExec(Call{Cmd: "STATUS"}, c.bytes(t))
+	run(t, "ip", "link", "del", n.Bridge)
+	n.wantCode(Call{Cmd: "STATUS"}, c.bytes(t), types.ErrLimitedConnectivity)
+	n.mustExec(Call{Cmd: "DEL", ContainerID: p.ID, Netns: p.Path, IfName: "eth0"}, c.bytes(t))
+	n.mustExec(Call{Cmd: "STATUS"}, c.bytes(t))
+
 	c["cniVersion"] = "1.0.0"
 	n.wantCode(Call{Cmd: "STATUS"}, c.bytes(t), types.ErrIncompatibleCNIVersion)
 }
