@@ -36,12 +36,9 @@ func del(args *skel.CmdArgs) error {
 	defer closeLog()
 	log = log.With("containerID", args.ContainerID, "ifname", args.IfName, "pod", k8s.Pod())
 
+	// Links and rules go first, the lease last: an address must not be
+	// handed to a new pod while the old pod's interface still holds it.
 	var errs []error
-	if conf.IPAM.Type != "" {
-		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	host := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
 	if err := link.DeleteByName(&netlink.Handle{}, host); err != nil {
 		errs = append(errs, err)
@@ -49,6 +46,11 @@ func del(args *skel.CmdArgs) error {
 	// Always look: ipMasq may have been switched off since ADD.
 	if err := masq.Del(conf.Name, args.ContainerID, args.IfName); err != nil {
 		errs = append(errs, err)
+	}
+	if conf.IPAM.Type != "" {
+		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		log.Error("DEL failed", "err", errors.Join(errs...))
