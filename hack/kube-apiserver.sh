@@ -105,7 +105,7 @@ start_apiserver() { # dir
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
 		--service-cluster-ip-range=10.96.0.0/16 --endpoint-reconciler-type=none \
-		--cert-dir="$dir/pki" --enable-priority-and-fairness=false \
+		--cert-dir="$dir/pki" --enable-priority-and-fairness=false --allow-privileged=true \
 		</dev/null >>"$dir/kube-apiserver.log" 2>&1 &
 	echo $! >"$dir/kube-apiserver.pid"
 	if ! wait_http "https://127.0.0.1:$APISERVER_PORT/readyz" "$dir/pki/apiserver.crt" "$ADMIN_TOKEN" 60; then

@@ -28,8 +28,10 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -187,6 +189,28 @@ func (c *cluster) applyRBAC() {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = c.client.RbacV1().ClusterRoles().Delete(ctx, o.Name, metav1.DeleteOptions{}) })
+		case "ServiceAccount":
+			var o corev1.ServiceAccount
+			if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, &o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = c.client.CoreV1().ServiceAccounts(o.Namespace).Delete(ctx, o.Name, metav1.DeleteOptions{})
+			})
+		case "DaemonSet":
+			// Server-side dry run: the real API server validates the manifest
+			// (no kubelet here to run it).
+			var o appsv1.DaemonSet
+			if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.client.AppsV1().DaemonSets(o.Namespace).Create(ctx, &o, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+				t.Fatalf("conf/kind/podns-node.yaml DaemonSet rejected by kube-apiserver: %v", err)
+			}
+			check(t, "conf/kind/podns-node.yaml: DaemonSet accepted by kube-apiserver (dry run); ServiceAccount, ClusterRole, binding created")
 		case "ClusterRoleBinding":
 			var o rbacv1.ClusterRoleBinding
 			if err := yaml.UnmarshalStrict([]byte(doc), &o); err != nil {
