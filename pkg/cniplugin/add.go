@@ -34,6 +34,11 @@ func openPodNS(path string) (netns.NsHandle, error) {
 	if err != nil {
 		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s: %v", path, err)
 	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(h), &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		h.Close()
+		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s is not a network namespace", path)
+	}
 	self, err := netns.Get()
 	if err != nil {
 		h.Close()

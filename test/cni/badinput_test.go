@@ -3,6 +3,8 @@
 package cni_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,6 +47,10 @@ func TestBadInput(t *testing.T) {
 	run(t, "ip", "link", "add", notBridge, "type", "veth", "peer", "name", testutil.UniqueName("pnvp"))
 	t.Cleanup(func() { _ = exec0("ip", "link", "del", notBridge) })
 
+	plainFile := filepath.Join(t.TempDir(), "not-a-netns")
+	if err := os.WriteFile(plainFile, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name       string
 		call       Call
@@ -63,6 +69,7 @@ func TestBadInput(t *testing.T) {
 		{"no ipam", add, with("ipam", nil), types.ErrInvalidNetworkConfig, false},
 		{"missing CNI_NETNS", call(func(c *Call) { c.Netns = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
 		{"non-existent CNI_NETNS", call(func(c *Call) { c.Netns = "/var/run/netns/" + testutil.UniqueName("nope") }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
+		{"CNI_NETNS is a plain file", call(func(c *Call) { c.Netns = plainFile }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
 		{"CNI_NETNS is the host netns", call(func(c *Call) { c.Netns = "/proc/self/ns/net" }), good().bytes(t), types.ErrInvalidNetNS, false},
 		{"empty CNI_IFNAME", call(func(c *Call) { c.IfName = "" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
 		{"CNI_IFNAME over 15 bytes", call(func(c *Call) { c.IfName = "eth0123456789012" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
