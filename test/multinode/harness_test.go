@@ -368,6 +368,8 @@ func (n *node) startAgent() {
 		"--resync", "2s", "--listen", agentListen)
 	cmd.Env = append(os.Environ(), "NODE_NAME="+n.name, "KUBECONFIG=")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the test binary dies without its cleanups, the agent goes too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start agent on %s: %v", n.name, err)

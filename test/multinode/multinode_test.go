@@ -186,6 +186,12 @@ func TestMultiNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, "kube-apiserver restarted: routes on all nodes unchanged throughout")
+	for _, n := range all {
+		if code, body, err := n.httpGet("/healthz"); err != nil || code != 200 {
+			t.Fatalf("healthz on %s after the API server restart: %d %q %v", n.name, code, body, err)
+		}
+	}
+	check(t, "/healthz still 200 on every node after the API server restart")
 	// A Node created after the restart shows the watches came back.
 	e4 := netip.MustParsePrefix(fmt.Sprintf("10.214.%d.0/24", c.nextIdx+1))
 	eName := testutil.UniqueName("ghost")
