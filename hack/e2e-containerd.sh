@@ -51,7 +51,7 @@ FAILED=0
 
 pass() { PASSED=$((PASSED + 1)); printf '  PASS  %s\n' "$*"; }
 fail() { FAILED=$((FAILED + 1)); printf '  FAIL  %s\n' "$*"; }
-step() { printf '\n==== %s\n' "$*"; }
+step() { printf '\n==== %s  [%ds]\n' "$*" $((SECONDS - START)); }
 # check DESC CMD...: runs CMD, prints PASS or FAIL with CMD's output.
 check() {
 	local desc=$1 out
@@ -172,7 +172,7 @@ teardown() {
 	local rc=$? p m id
 	set +e
 	trap - EXIT INT TERM ERR
-	printf '\n==== teardown\n'
+	step teardown
 	if containerd_alive; then
 		cri rm -af >/dev/null 2>&1
 		cri stopp $(cri pods -q 2>/dev/null) >/dev/null 2>&1
@@ -435,7 +435,7 @@ start_containerd() {
 		setsid containerd --config "$WORK/containerd.toml" >>"$WORK/containerd.log" 2>&1 </dev/null &
 	CONTAINERD_PID=$!
 	local i
-	for ((i = 0; i < 150; i++)); do
+	for ((i = 0; i < 300; i++)); do
 		containerd_alive || { tail -n 20 "$WORK/containerd.log" >&2; die "containerd exited"; }
 		if cri info 2>/dev/null | jq -e '.status.conditions[] | select(.type == "NetworkReady") | .status' >/dev/null 2>&1; then
 			return 0
@@ -443,7 +443,7 @@ start_containerd() {
 		sleep 0.2
 	done
 	tail -n 20 "$WORK/containerd.log" >&2
-	die "containerd did not become ready with its network in 30s"
+	die "containerd did not become ready with its network in 60s"
 }
 
 start_containerd
