@@ -155,6 +155,10 @@ run_ids() {
 	return 0
 }
 
+# shim_socket ID: containerd 1.6 names a shim's socket after
+# sha256(grpc address/namespace/ID), under /run/containerd/s.
+shim_socket() { echo "/run/containerd/s/$(printf '%s' "$SOCK/k8s.io/$1" | sha256sum | cut -d' ' -f1)"; }
+
 # cgroup_dirs: every cgroup directory this run made and that still exists:
 # our pods' parent, and per-ID ones. critest's pods ask for parent
 # /test.slice, which containerd turns into "test.slice:cri-containerd:ID"
@@ -169,7 +173,7 @@ cgroup_dirs() {
 }
 
 teardown() {
-	local rc=$? p m id
+	local rc=$? p m id i
 	set +e
 	trap - EXIT INT TERM ERR
 	step teardown
@@ -183,14 +187,18 @@ teardown() {
 	for id in $(runc --root "$RUNC_ROOT/k8s.io" list -q 2>/dev/null); do
 		runc --root "$RUNC_ROOT/k8s.io" delete --force "$id" >/dev/null 2>&1
 	done
-	# Shims outlive containerd: end the ones serving our socket, by PID.
+	# Shims of removed pods exit by themselves, shortly; the others outlive
+	# containerd: end the ones serving our socket, by PID.
+	for ((i = 0; i < 25; i++)); do
+		[[ -z $(our_pids "-address $SOCK") ]] && break
+		sleep 0.2
+	done
 	for p in $(our_pids "-address $SOCK"); do
 		log "killing leftover shim $p"
-		id=$(tr '\0' '\n' <"/proc/$p/cmdline" | sed -n '/^-id$/{n;p}')
 		kill -KILL "$p" 2>/dev/null
-		# containerd 1.6 names a shim's socket sha256(address/namespace/id).
-		[[ -n $id ]] && rm -f "/run/containerd/s/$(printf '%s' "$SOCK/k8s.io/$id" | sha256sum | cut -d' ' -f1)"
 	done
+	IDS=$(run_ids)
+	for id in $IDS; do rm -f "$(shim_socket "$id")"; done
 	for m in $(findmnt -rn -o TARGET | grep -F "$WORK" | sort -r); do
 		umount "$m" 2>/dev/null || umount -l "$m"
 	done
@@ -200,7 +208,6 @@ teardown() {
 		ip link del "$p" 2>/dev/null
 	done
 	ip link del "$BRIDGE" 2>/dev/null
-	IDS=$(run_ids)
 	# libcni's result cache: our network's entries, and containerd's own
 	# loopback network's entries for our IDs (left when a DEL never ran).
 	rm -f /var/lib/cni/results/"$NETNAME"-* 2>/dev/null
@@ -258,6 +265,12 @@ leak_check() {
 	for id in $IDS; do
 		if compgen -G "/var/lib/cni/results/*-$id-*" >/dev/null; then
 			leaks+=("libcni cache entries of our containers")
+			break
+		fi
+	done
+	for id in $IDS; do
+		if [[ -e $(shim_socket "$id") ]]; then
+			leaks+=("shim sockets in /run/containerd/s")
 			break
 		fi
 	done
