@@ -150,16 +150,9 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 				b.report.Fills = append(b.report.Fills, Fill{Side: n.Impl.Side, From: len0[n], Pods: level, Seconds: time.Since(t0).Seconds()})
 			}
 		}
-		if level == 0 && run1 {
-			// Scenario 1 already measured this point on the same networks.
-			for _, pr := range b.report.Probes {
-				if pr.Scenario == 1 && pr.Group == g.name && pr.Via == string(viaExec) {
-					pr.Scenario = 2
-					b.report.Probes = append(b.report.Probes, pr)
-				}
-			}
-			continue
-		}
+		// Level 0 is measured again here rather than taken from scenario 1,
+		// so every point of the growth curve comes from the same stretch of
+		// the run.
 		if err := b.probeAddDel(2, g, viaExec, level, b.cfg.ProbeSamples); err != nil {
 			return err
 		}

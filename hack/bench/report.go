@@ -192,7 +192,10 @@ func (r *Report) tables() []table {
 			continue
 		}
 		if sc == 1 {
-			t.notes = append(t.notes, fmt.Sprintf("podns = %s; reference = %s.", sideLabel("podns"), sideLabel("ref")))
+			t.notes = append(t.notes, "bridge rows: podns bridge mode + podns-ipam vs the reference bridge + host-local; routed rows: podns routed mode + podns-ipam vs the reference ptp + host-local; all with ipMasq.")
+			if r.SelfCheck {
+				t.notes = append(t.notes, "self-check: the podns column is "+sideLabel("podns")+".")
+			}
 		}
 		if sc == 2 {
 			for _, side := range []string{"podns", "ref"} {
