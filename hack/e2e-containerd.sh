@@ -34,6 +34,7 @@ WORK=$(mktemp -d /tmp/podns-e2e.XXXXXX)
 SOCK=$WORK/containerd/containerd.sock
 BRIDGE=pe2e$RUN_ID
 NETNAME=podns-e2e-$RUN_ID
+MASQ_CHAIN=masq-$NETNAME # podns's nat chain for our network (pkg/masq)
 K8S_NS=podns-e2e-$RUN_ID
 CGROUP_PARENT=/podns-e2e-$RUN_ID
 CNI_BIN=$WORK/cni/bin
@@ -75,7 +76,7 @@ check_ne() {
 
 ensure_deps() {
 	local c missing=0
-	for c in containerd runc ctr jq nft nsenter ip ping iptables; do
+	for c in containerd runc ctr jq nft nsenter ip ping iptables cnitool; do
 		command -v "$c" >/dev/null || missing=1
 	done
 	[[ -x /bin/busybox && -x $REF_CNI_DIR/portmap && -x $REF_CNI_DIR/loopback ]] || missing=1
@@ -213,6 +214,9 @@ teardown() {
 	rm -f /var/lib/cni/results/"$NETNAME"-* 2>/dev/null
 	for id in $IDS; do rm -f /var/lib/cni/results/*-"$id"-* 2>/dev/null; done
 	remove_portmap_table
+	if nft list chain inet podns "$MASQ_CHAIN" >/dev/null 2>&1; then
+		nft flush chain inet podns "$MASQ_CHAIN" && nft delete chain inet podns "$MASQ_CHAIN"
+	fi
 	for d in $(cgroup_dirs); do
 		find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
 	done
@@ -252,6 +256,7 @@ leak_check() {
 	[[ -z $(our_pids "$WORK") ]] || leaks+=("processes: $(our_pids "$WORK" | tr '\n' ' ')")
 	[[ -z $(findmnt -rn -o TARGET | grep -F "$WORK") ]] || leaks+=("mounts under $WORK")
 	ip link show "$BRIDGE" >/dev/null 2>&1 && leaks+=("bridge $BRIDGE")
+	nft list chain inet podns "$MASQ_CHAIN" >/dev/null 2>&1 && leaks+=("nftables chain inet podns $MASQ_CHAIN")
 	[[ -z $(cgroup_dirs) ]] || leaks+=("cgroups: $(cgroup_dirs | tr '\n' ' ')")
 	compgen -G "/var/lib/cni/results/$NETNAME-*" >/dev/null && leaks+=("CNI result cache /var/lib/cni/results/$NETNAME-*")
 	local fam
@@ -360,7 +365,9 @@ else
 fi
 
 # write_conflist RANGE_END: our conflist from conf/containerd with this run's
-# name, bridge and subnet. Steps 3-4 use a range of exactly two addresses so
+# name, bridge and subnet. podns keeps the conflist's ipMasq (its own nftables
+# chain masq-NETWORK, checked below); the reference bridge would put it in
+# iptables, so it runs without. Steps 3-4 use a range of exactly two addresses so
 # that a leaked address shows up as a pod that cannot start.
 write_conflist() {
 	local main_type=podns ipam_type=podns-ipam
@@ -371,7 +378,7 @@ write_conflist() {
 		.name = $name
 		| .plugins[0].type = $mt
 		| .plugins[0].bridge = $br
-		| .plugins[0].ipMasq = false
+		| if $mt == "bridge" then .plugins[0].ipMasq = false else . end
 		| if $mt == "bridge" then del(.plugins[0].mode) else . end
 		| .plugins[0].ipam.type = $it
 		| .plugins[0].ipam.dataDir = $data
@@ -558,6 +565,10 @@ check_pod() {
 		check_ne "$n and $o do not share the $t namespace" "$(ns_of "$sp" $t)" "$(ns_of "${SPID[$o]}" $t)"
 	done
 	check_ne "$n: web and client have their own mount namespaces" "$(ns_of "$wp" mnt)" "$(ns_of "$cp" mnt)"
+	if [[ $E2E_CNI == podns ]]; then
+		check "$n: podns masquerades ${IP[$n]} (rule tagged with the sandbox ID in inet podns $MASQ_CHAIN)" \
+			bash -c "nft -j list chain inet podns '$MASQ_CHAIN' | jq -e --arg id '${POD[$n]}' '[.nftables[] | select(.rule) | .rule.comment // \"\" | select(contains(\"id=\" + \$id))] | length == 1'"
+	fi
 }
 
 # ---------- step 3: two pods, two containers each ----------
@@ -593,6 +604,21 @@ run_bare_pod() {
 	IP[$1]=$(cri inspectp -o json "${POD[$1]}" | jq -r '.status.network.ip')
 }
 
+# check_podns_gc WHEN: with no pod left, no masquerade rule of ours is left.
+# podns keeps a network's then empty chain until GC; containerd 1.6 never
+# sends GC (a CNI 1.1.0 verb), so send it as a 1.1.0 runtime would, through
+# cnitool with the same conflist at 1.1.0, and the chain must go.
+check_podns_gc() {
+	[[ $E2E_CNI == podns ]] || return 0
+	check "no masquerade rule of ours left after $1" bash -c "! nft -j list chain inet podns '$MASQ_CHAIN' 2>/dev/null |
+		jq -e '[.nftables[] | select(.rule)] | length > 0'"
+	mkdir -p "$WORK/gc-conf"
+	jq '.cniVersion = "1.1.0"' "$CNI_CONF/10-podns.conflist" >"$WORK/gc-conf/10-podns.conflist"
+	check "CNI GC of $NETNAME (cnitool, CNI 1.1.0) succeeds" \
+		env NETCONFPATH="$WORK/gc-conf" CNI_PATH="$CNI_BIN" cnitool gc "$NETNAME" "$WORK/no-netns"
+	check "GC dropped podns's empty chain $MASQ_CHAIN" bash -c "! nft list chain inet podns '$MASQ_CHAIN' 2>/dev/null"
+}
+
 # ---------- step 4: containerd restart with pods running ----------
 
 step "4. restart containerd with pods a2 and b running"
@@ -622,10 +648,13 @@ check "no pods left" bash -c "out=\$(crictl --config '$WORK/crictl.yaml' pods -q
 if run_bare_pod x && run_bare_pod y; then
 	check_eq "both addresses released: new pods x and y got them" \
 		"$(printf '%s\n' "${IP[x]}" "${IP[y]}" | sort | tr '\n' ' ')" "$SUBNET_PREFIX.10 $SUBNET_PREFIX.11 "
-	cri stopp "${POD[x]}" "${POD[y]}" >/dev/null && cri rmp "${POD[x]}" "${POD[y]}" >/dev/null
+	check "crictl stopp + rmp x and y" \
+		bash -c "crictl --config '$WORK/crictl.yaml' stopp ${POD[x]} ${POD[y]} && crictl --config '$WORK/crictl.yaml' rmp ${POD[x]} ${POD[y]}"
 else
 	fail "pods x and y could not start: an address of a2 or b was not released"
 fi
+# Only now (GC would release leaked addresses and hide a leak).
+check_podns_gc "the last pod"
 
 # ---------- step 5: critest ----------
 
@@ -663,6 +692,7 @@ if ((RUN_CRITEST)); then
 		fail "critest $CRITEST_FOCUS: $c_fail failed (exit $crit_rc); log tail:"
 		tail -n 40 "$WORK/critest.log" | sed 's/^/        /'
 	fi
+	check_podns_gc critest
 	check "critest left no pods behind" bash -c "out=\$(crictl --config '$WORK/crictl.yaml' pods -q) && [[ -z \$out ]]"
 fi
 
