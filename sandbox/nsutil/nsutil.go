@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -248,4 +249,128 @@ func PidsInNS(kind string, ino uint64) []int {
 		}
 	}
 	return out
+}
+
+// PidsInAnyNS lists live processes (other than this one) that are in any
+// of the namespaces in inos (kind to inode), in one pass over /proc.
+func PidsInAnyNS(inos map[string]uint64) []int {
+	if len(inos) == 0 {
+		return nil
+	}
+	self := os.Getpid()
+	var out []int
+	for _, pid := range Pids() {
+		if pid == self {
+			continue
+		}
+		for kind, ino := range inos {
+			if got, err := Inode("/proc/" + strconv.Itoa(pid) + "/ns/" + kind); err == nil && got == ino {
+				if s := ProcState(pid); s != "Z" && s != "X" && s != "" {
+					out = append(out, pid)
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// openPidfd returns a pidfd for pid if pid is still the process that
+// started at start (0: any) and has not exited; -1 if it is gone. The
+// identity check comes after the open, so the fd cannot name a newer
+// process that reused the PID.
+func openPidfd(pid int, start uint64) (int, error) {
+	if pid <= 0 {
+		return -1, nil
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return -1, nil
+		}
+		return -1, err
+	}
+	if !Alive(pid, start) {
+		unix.Close(fd)
+		return -1, nil
+	}
+	return fd, nil
+}
+
+// waitPidfd waits up to d for the process behind fd to exit; a pidfd
+// polls readable once it has (no sleeping and re-reading /proc).
+func waitPidfd(fd int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left < 0 {
+			left = 0
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int((left+time.Millisecond-1)/time.Millisecond))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		if n > 0 {
+			return true
+		}
+		if left == 0 {
+			return false
+		}
+	}
+}
+
+// WaitGone waits up to d until the process that started at start (0: any)
+// has exited (a zombie counts as gone).
+func WaitGone(pid int, start uint64, d time.Duration) bool {
+	fd, err := openPidfd(pid, start)
+	if err != nil {
+		return pollGone(pid, start, d)
+	}
+	if fd < 0 {
+		return true
+	}
+	defer unix.Close(fd)
+	return waitPidfd(fd, d)
+}
+
+// Stop sends SIGTERM, waits up to grace, then SIGKILL and waits up to
+// kill more. Signals go through a pidfd, so a reused PID is never hit.
+func Stop(pid int, start uint64, grace, kill time.Duration) {
+	fd, err := openPidfd(pid, start)
+	if err != nil { // no pidfd support: signal by PID, poll /proc
+		if !Alive(pid, start) {
+			return
+		}
+		unix.Kill(pid, unix.SIGTERM)
+		if pollGone(pid, start, grace) {
+			return
+		}
+		unix.Kill(pid, unix.SIGKILL)
+		pollGone(pid, start, kill)
+		return
+	}
+	if fd < 0 {
+		return
+	}
+	defer unix.Close(fd)
+	if unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0) != nil || waitPidfd(fd, grace) {
+		return
+	}
+	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	waitPidfd(fd, kill)
+}
+
+func pollGone(pid int, start uint64, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for Alive(pid, start) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }

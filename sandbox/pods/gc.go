@@ -53,7 +53,7 @@ func (r *Runtime) GC(ctx context.Context) ([]string, error) {
 			why = "namespace pins gone"
 		}
 		if why != "" {
-			if err := r.teardown(ctx, pod, false); err != nil {
+			if err := r.teardown(ctx, pod, false, false); err != nil {
 				did = append(did, fmt.Sprintf("pod %s (%s): teardown failed: %v", pod.ID, why, err))
 				continue
 			}

@@ -158,7 +158,7 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.
 		return nil, err
 	}
 	if err := r.setUpPod(ctx, pod, p, confBytes, netList); err != nil {
-		if terr := r.teardown(ctx, pod, true); terr != nil {
+		if terr := r.teardown(ctx, pod, true, false); terr != nil {
 			return nil, fmt.Errorf("%w (and cleanup failed: %v)", err, terr)
 		}
 		os.RemoveAll(r.Store.PodDir(pod.ID))
@@ -181,23 +181,25 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 		}
 		pod.ResolvConf = path
 	}
-	cmd, err := r.startHolder(pod, p)
+	h, err := r.startHolder(pod, p)
 	if err != nil {
 		return err
 	}
-	pod.Holder = cmd.Process.Pid
+	// From here the holder is ours to stop: teardown finds it by PID.
+	pod.Holder = h.cmd.Process.Pid
 	pod.HolderStart, _ = nsutil.ProcStart(pod.Holder)
-	if err := r.Store.SavePod(pod); err != nil {
-		return err
-	}
+	// The namespaces exist as soon as the holder is cloned, before its Go
+	// runtime is up, so they are pinned and attached while it starts.
 	for _, kind := range ownedKinds(pod) {
 		dst := filepath.Join(dir, "ns", kind)
 		if err := nsutil.Pin(fmt.Sprintf("/proc/%d/ns/%s", pod.Holder, kind), dst); err != nil {
+			h.kill()
 			return fmt.Errorf("pin %s namespace: %w", kind, err)
 		}
 		pod.Pins[kind] = dst
 		ino, err := nsutil.Inode(dst)
 		if err != nil {
+			h.kill()
 			return err
 		}
 		pod.NSInodes[kind] = ino
@@ -205,41 +207,101 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 	if pod.PID == string(spec.ModePod) {
 		ino, err := nsutil.Inode(fmt.Sprintf("/proc/%d/ns/pid", pod.Holder))
 		if err != nil {
+			h.kill()
 			return err
 		}
 		pod.NSInodes["pid"] = ino
 	}
-	if net, ok := pod.Pins["net"]; ok {
-		if err := loopbackUp(net); err != nil {
+	// One save records the holder, the pins and the DEL that is owed from
+	// here on, even if ADD fails.
+	pod.CNIAdded = netList != nil
+	if err := r.Store.SavePod(pod); err != nil {
+		h.kill()
+		return err
+	}
+	// Sysctls (net.ipv4.conf.default.* and friends) must be in place before
+	// the CNI chain makes interfaces, so with sysctls the holder's set-up
+	// comes first; without, the ADD runs while the holder starts.
+	var ready chan error
+	if len(p.Sysctls) > 0 {
+		if err := h.wait(); err != nil {
 			return err
+		}
+	} else {
+		ready = make(chan error, 1)
+		go func() { ready <- h.wait() }()
+	}
+	err = r.attach(ctx, pod, p, netList)
+	if ready != nil {
+		if err != nil {
+			h.kill() // the pod is going away; do not wait for its holder
+		}
+		if rerr := <-ready; err == nil {
+			err = rerr
 		}
 	}
-	if netList != nil {
-		pod.CNIAdded = true // DEL is owed from here on, even if ADD fails
-		if err := r.Store.SavePod(pod); err != nil {
-			return err
-		}
-		ips, err := r.cniClient().Add(ctx, netList, r.attachment(pod, p))
-		if err != nil {
-			return err
-		}
-		pod.IPs = ips
+	if err != nil {
+		return err
 	}
 	if pod.Mode == ModePinned {
 		// The pins keep the namespaces; the process is no longer needed.
-		cmd.Process.Signal(unix.SIGTERM)
-		cmd.Wait()
+		h.cmd.Process.Signal(unix.SIGTERM)
+		h.cmd.Wait()
 		pod.Holder, pod.HolderStart = 0, 0
 	} else {
-		cmd.Process.Release()
+		h.cmd.Process.Release()
 	}
 	pod.Phase = state.PhaseReady
 	return r.Store.SavePod(pod)
 }
 
-// startHolder starts podns-sandbox in the pod's new namespaces and waits
-// until it has applied hostname and sysctls and set its signals up.
-func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
+// attach brings the pod's loopback up and runs the CNI ADD.
+func (r *Runtime) attach(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList) error {
+	if net, ok := pod.Pins["net"]; ok {
+		if err := loopbackUp(net); err != nil {
+			return err
+		}
+	}
+	if netList == nil {
+		return nil
+	}
+	ips, err := r.cniClient().Add(ctx, netList, r.attachment(pod, p))
+	if err != nil {
+		return err
+	}
+	pod.IPs = ips
+	return nil
+}
+
+// starting is a holder that has been exec'd but may not be ready yet.
+type starting struct {
+	cmd    *exec.Cmd
+	readyR *os.File
+	log    string
+}
+
+// kill ends a holder that will not be used; wait still reports on it.
+func (h *starting) kill() { h.cmd.Process.Kill() }
+
+// wait blocks until the holder has applied hostname and sysctls and set
+// its signals up (one byte on the readiness pipe), or has failed.
+func (h *starting) wait() error {
+	defer h.readyR.Close()
+	h.readyR.SetReadDeadline(time.Now().Add(30 * time.Second))
+	b := make([]byte, 1)
+	n, _ := io.ReadFull(h.readyR, b)
+	if n == 1 && b[0] == holder.ReadyByte {
+		return nil
+	}
+	h.cmd.Process.Kill()
+	werr := h.cmd.Wait()
+	msg, _ := os.ReadFile(h.log)
+	return fmt.Errorf("holder failed (%v): %s", werr, strings.TrimSpace(string(msg)))
+}
+
+// startHolder execs podns-sandbox in the pod's new namespaces. It returns
+// once the exec succeeded; wait says when the holder is ready.
+func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*starting, error) {
 	var flags uintptr
 	for _, k := range ownedKinds(pod) {
 		flags |= nsutil.CloneFlag[k]
@@ -259,7 +321,8 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
 	for _, k := range names {
 		args = append(args, "--sysctl", k+"="+p.Sysctls[k])
 	}
-	logf, err := os.OpenFile(filepath.Join(r.Store.PodDir(pod.ID), "holder.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logPath := filepath.Join(r.Store.PodDir(pod.ID), "holder.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +331,6 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer readyR.Close()
 	cmd := exec.Command(r.SandboxBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
@@ -277,18 +339,10 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*exec.Cmd, error) {
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
+		readyR.Close()
 		return nil, fmt.Errorf("start holder %s: %w", r.SandboxBin, err)
 	}
-	readyR.SetReadDeadline(time.Now().Add(30 * time.Second))
-	b := make([]byte, 1)
-	n, _ := io.ReadFull(readyR, b)
-	if n == 1 && b[0] == holder.ReadyByte {
-		return cmd, nil
-	}
-	cmd.Process.Kill()
-	werr := cmd.Wait()
-	msg, _ := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "holder.log"))
-	return nil, fmt.Errorf("holder failed (%v): %s", werr, strings.TrimSpace(string(msg)))
+	return &starting{cmd: cmd, readyR: readyR, log: logPath}, nil
 }
 
 func (r *Runtime) attachment(pod *state.Pod, p *spec.Pod) *cni.Attachment {
@@ -367,7 +421,7 @@ func (r *Runtime) StopPod(ctx context.Context, ref string) (*state.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pod, r.teardown(ctx, pod, false)
+	return pod, r.teardown(ctx, pod, false, true)
 }
 
 // RemovePod stops the pod if needed and deletes everything it had.
@@ -381,7 +435,7 @@ func (r *Runtime) RemovePod(ctx context.Context, ref string, force bool) (*state
 	if err != nil {
 		return nil, err
 	}
-	if err := r.teardown(ctx, pod, force); err != nil {
+	if err := r.teardown(ctx, pod, force, false); err != nil {
 		return nil, err
 	}
 	return pod, r.removeState(pod)
@@ -400,8 +454,10 @@ func (r *Runtime) removeState(pod *state.Pod) error {
 }
 
 // teardown kills all of the pod's processes, runs CNI DEL and removes the
-// pins. With force, a CNI failure is reported on stderr and ignored.
-func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) error {
+// pins. With force, a CNI failure is reported on stderr and ignored. The
+// record is saved when keep is set or something failed (so a later rmp or
+// gc knows what is left); a caller about to delete the state skips it.
+func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool) error {
 	// Containers get their grace periods side by side, as the kubelet does.
 	ctrs, _ := r.Store.Containers(pod.ID)
 	var wg sync.WaitGroup
@@ -417,20 +473,25 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) erro
 		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
 	}
 	// A runp killed before it recorded the holder's PID left a holder only
-	// its command line names.
-	for _, pid := range holdersOf(pod.ID) {
-		stopProcess(pid, 0, r.StopTimeout)
+	// its command line names. Once a pod is past creating, its holder is in
+	// the record and the scan of every command line is not needed.
+	if pod.Phase == state.PhaseCreating {
+		for _, pid := range holdersOf(pod.ID) {
+			stopProcess(pid, 0, r.StopTimeout)
+		}
 	}
-	// Whatever is still inside the pod's own namespaces goes too. Only
-	// namespaces still pinned count: a freed namespace's inode number can
-	// be reused by someone else's.
+	// Whatever is still inside the pod's own namespaces goes too, found in
+	// one pass over /proc. Only namespaces still pinned count: a freed
+	// namespace's inode number can be reused by someone else's.
+	pinned := map[string]uint64{}
 	for kind, ino := range pod.NSInodes {
 		if cur, err := nsutil.Inode(pod.Pins[kind]); pod.Pins[kind] == "" || err != nil || cur != ino {
 			continue
 		}
-		for _, pid := range nsutil.PidsInNS(kind, ino) {
-			unix.Kill(pid, unix.SIGKILL)
-		}
+		pinned[kind] = ino
+	}
+	for _, pid := range nsutil.PidsInAnyNS(pinned) {
+		unix.Kill(pid, unix.SIGKILL)
 	}
 	var errs []error
 	if pod.CNIAdded {
@@ -458,6 +519,9 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force bool) erro
 	pod.Holder, pod.HolderStart = 0, 0
 	if len(errs) == 0 {
 		pod.Phase = state.PhaseStopped
+	}
+	if !keep && len(errs) == 0 {
+		return nil
 	}
 	if _, err := os.Stat(r.Store.PodDir(pod.ID)); err == nil {
 		if err := r.Store.SavePod(pod); err != nil {
@@ -490,26 +554,12 @@ func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod) error {
 // stopProcess sends SIGTERM, waits up to grace, then SIGKILL, and waits
 // until the process is gone (or a zombie of someone else's).
 func stopProcess(pid int, start uint64, grace time.Duration) {
-	if !nsutil.Alive(pid, start) {
-		return
-	}
-	unix.Kill(pid, unix.SIGTERM)
-	if waitGone(pid, start, grace) {
-		return
-	}
-	unix.Kill(pid, unix.SIGKILL)
-	waitGone(pid, start, 5*time.Second)
+	nsutil.Stop(pid, start, grace, 5*time.Second)
 }
 
+// waitGone waits up to d for the process to exit.
 func waitGone(pid int, start uint64, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for nsutil.Alive(pid, start) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+	return nsutil.WaitGone(pid, start, d)
 }
 
 func podCgroup(p *state.Pod) string {

@@ -1,7 +1,7 @@
 //go:build linux
 
 // Package state keeps podnsctl's records: one directory per pod under the
-// state root, each record written atomically (temp file, fsync, rename), and
+// state root, each record written atomically (temp file renamed over it), and
 // one lock file that serialises every change so concurrent calls are safe.
 package state
 
@@ -127,7 +127,12 @@ func (s *Store) ContainerDir(podID, id string) string {
 	return filepath.Join(s.PodDir(podID), "containers", id)
 }
 
-// WriteFileAtomic replaces path with data so readers see old or new, never part.
+// WriteFileAtomic replaces path with data so readers see old or new, never
+// part: a temp file renamed over path. It does not fsync: the records
+// describe processes, mounts and namespaces that a machine crash destroys
+// anyway (and /run is a tmpfs), while a killed podnsctl cannot leave a half
+// file because the rename is atomic in the page cache. Two fsyncs per record
+// were the largest part of runp on a disk-backed state dir.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
@@ -145,11 +150,10 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
+	if perm != 0o600 { // CreateTemp already made it 0600
+		if err := f.Chmod(perm); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -158,10 +162,6 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	ok = true
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 	return nil
 }
 
@@ -184,8 +184,19 @@ func (s *Store) SavePod(p *Pod) error {
 	return nil
 }
 
-// LoadPod reads the record of pod id.
+// ValidID says whether id can name a directory under the state root: one
+// path element, not hidden, so no ID leads outside it.
+func ValidID(id string) bool {
+	return id != "" && !strings.ContainsAny(id, "/\x00") && !strings.HasPrefix(id, ".")
+}
+
+// LoadPod reads the record of pod id. A record whose ID is not its own
+// directory's name was not written by podnsctl and is refused, so nothing
+// acts on a path it names.
 func (s *Store) LoadPod(id string) (*Pod, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("invalid pod ID %q", id)
+	}
 	data, err := os.ReadFile(filepath.Join(s.PodDir(id), "pod.json"))
 	if err != nil {
 		return nil, err
@@ -193,6 +204,9 @@ func (s *Store) LoadPod(id string) (*Pod, error) {
 	p := &Pod{}
 	if err := json.Unmarshal(data, p); err != nil {
 		return nil, fmt.Errorf("pod %s: corrupt record: %w", id, err)
+	}
+	if p.ID != id {
+		return nil, fmt.Errorf("pod %s: corrupt record: it names pod %q", id, p.ID)
 	}
 	return p, nil
 }
@@ -259,7 +273,8 @@ func (s *Store) Containers(podID string) ([]*Container, error) {
 			continue
 		}
 		c := &Container{}
-		if json.Unmarshal(data, c) == nil {
+		// Like a pod's, a container's record must name its own directory.
+		if json.Unmarshal(data, c) == nil && c.ID == e.Name() && c.PodID == podID {
 			cs = append(cs, c)
 		}
 	}
