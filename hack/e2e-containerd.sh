@@ -390,7 +390,7 @@ write_conflist 11
 
 # The CRI plugin's private settings, inserted into conf/containerd/config.toml.
 cat >"$WORK/cri-private.toml" <<EOF
-  # private instance on a Debian VM without systemd (see issue 5)
+  # private instance on a Debian VM without systemd (docs/containerd.md)
   restrict_oom_score_adj = true
   disable_apparmor = true
   enable_selinux = false
