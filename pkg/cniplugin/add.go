@@ -159,12 +159,25 @@ func add(args *skel.CmdArgs) (err error) {
 	// The spec wants a delegate DEL'd even when its ADD failed: it may have
 	// kept part of an allocation.
 	rollback.push(func() error { return ipamcall.Del(ctx, conf.IPAM.Type, args) })
+	var m *asyncMasq
 	res, err := ipamcall.Add(ctx, conf.IPAM.Type, args)
 	if err != nil {
 		return err
 	}
 	if len(res.IPs) == 0 {
 		return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned no addresses", conf.IPAM.Type)
+	}
+	if conf.IPMasq {
+		// Committed now, in parallel with the netlink work below; its
+		// socket's close (the kernel's grace period) overlaps it too.
+		var ipns []*net.IPNet
+		for _, ipc := range res.IPs {
+			a := ipc.Address
+			ipns = append(ipns, &a)
+		}
+		m = startMasq(conf.Name, args.ContainerID, args.IfName, k8s.Pod(), ipns)
+		defer m.join()
+		rollback.push(m.undo)
 	}
 
 	podLink, err := podH.LinkByName(args.IfName)
@@ -279,15 +292,66 @@ func add(args *skel.CmdArgs) (err error) {
 		result.Routes = append(result.Routes, &rc)
 	}
 
-	if conf.IPMasq {
-		if err = masq.Add(conf.Name, args.ContainerID, args.IfName, k8s.Pod(), podIPs); err != nil {
+	if m != nil {
+		// Wait here for the commit, not for the socket's close.
+		if err = m.wait(); err != nil {
 			return err
 		}
-		rollback.push(func() error { return masq.Del(conf.Name, args.ContainerID, args.IfName) })
 	}
 
 	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// asyncMasq adds an attachment's masquerade elements in the background.
+type asyncMasq struct {
+	network string
+	ips     []net.IP
+	res     chan error
+	closed  chan struct{}
+	err     error
+	done    bool
+}
+
+func startMasq(network, containerID, ifname, pod string, ipns []*net.IPNet) *asyncMasq {
+	m := &asyncMasq{network: network, res: make(chan error, 1), closed: make(chan struct{})}
+	for _, ipn := range ipns {
+		m.ips = append(m.ips, ipn.IP)
+	}
+	go func() {
+		defer close(m.closed)
+		c, err := masq.Open()
+		if err != nil {
+			m.res <- err
+			return
+		}
+		m.res <- c.Add(network, containerID, ifname, pod, ipns)
+		c.Close()
+	}()
+	return m
+}
+
+// wait returns the commit's outcome.
+func (m *asyncMasq) wait() error {
+	if !m.done {
+		m.err, m.done = <-m.res, true
+	}
+	return m.err
+}
+
+// join waits for the socket to be closed, so the process never exits
+// with the kernel's side of the change unfinished.
+func (m *asyncMasq) join() { <-m.closed }
+
+// undo removes the elements again (rollback of a failed ADD).
+func (m *asyncMasq) undo() error {
+	_ = m.wait()
+	c, err := masq.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.DelAddrs(m.network, m.ips)
 }
 
 func addRoute(h *netlink.Handle, r *netlink.Route) error {

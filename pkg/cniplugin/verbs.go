@@ -36,19 +36,47 @@ func del(args *skel.CmdArgs) error {
 	defer closeLog()
 	log = log.With("containerID", args.ContainerID, "ifname", args.IfName, "pod", k8s.Pod())
 
-	// Links and rules go first, the lease last: an address must not be
-	// handed to a new pod while the old pod's interface still holds it.
-	var errs []error
+	// Links and masquerade go first, the lease last: an address must not
+	// be handed to a new pod while the old pod's interface or element still
+	// holds it. The host veth's delete (the kernel waits for RCU grace
+	// periods there) runs alongside the masquerade delete.
 	host := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
-	if err := link.DeleteByName(&netlink.Handle{}, host); err != nil {
-		errs = append(errs, err)
-	}
+	hostDone := make(chan error, 1)
+	go func() { hostDone <- link.DeleteByName(&netlink.Handle{}, host) }()
+
+	var errs []error
 	// Always look: ipMasq may have been switched off since ADD.
-	if err := masq.Del(conf.Name, args.ContainerID, args.IfName); err != nil {
+	mc, err := masq.Open()
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		defer mc.Close()
+		ips, ok, lerr := ipamcall.Addrs(conf.IPAM.Type, args)
+		switch {
+		case lerr != nil:
+			errs = append(errs, lerr)
+		case ok && len(ips) > 0:
+			err = mc.DelAddrs(conf.Name, ips)
+		default:
+			// IPAM that cannot be asked, or holds nothing (a repeated DEL):
+			// find the elements by the attachment's key.
+			err = mc.DelKey(conf.Name, args.ContainerID, args.IfName)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := <-hostDone; err != nil {
 		errs = append(errs, err)
 	}
-	if conf.IPAM.Type != "" {
+	if conf.IPAM.Type != "" && len(errs) == 0 {
 		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if mc != nil && len(errs) == 0 {
+		// The network's last pod takes the chain and sets with it.
+		if err := mc.PruneIfEmpty(conf.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -301,7 +329,7 @@ func gc(args *skel.CmdArgs) error {
 		if validKeys[r.Key] {
 			return false
 		}
-		log.Info("GC removes masquerade rules", "containerID", r.ContainerID, "ifname", r.IfName)
+		log.Info("GC removes masquerade elements", "containerID", r.ContainerID, "ifname", r.IfName)
 		return true
 	}); err != nil {
 		errs = append(errs, err)

@@ -3,6 +3,8 @@
 package ipamcall
 
 import (
+	"net"
+
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -19,6 +21,16 @@ func (podnsIPAM) Add(a *skel.CmdArgs) (types.Result, error) {
 	}
 	return r, nil
 }
+
+func (podnsIPAM) Addrs(a *skel.CmdArgs) ([]net.IP, error) {
+	as, err := ipam.Addrs(a)
+	out := make([]net.IP, 0, len(as))
+	for _, x := range as {
+		out = append(out, net.IP(x.AsSlice()))
+	}
+	return out, err
+}
+
 func (podnsIPAM) Del(a *skel.CmdArgs) error    { return ipam.CmdDel(a) }
 func (podnsIPAM) Check(a *skel.CmdArgs) error  { return ipam.CmdCheck(a) }
 func (podnsIPAM) Status(a *skel.CmdArgs) error { return ipam.CmdStatus(a) }

@@ -3,15 +3,16 @@
 // Package ipamcall hands a verb to the network's IPAM plugin. podns-ipam is
 // called in-process (no fork/exec on the hot path); any other ipam.type is
 // exec'd from CNI_PATH as the spec describes, with the same stdin and the
-// caller's CNI_* environment.
+// caller's CNI_* environment (exec.go). It does not link libcni's invoke
+// package: that brings ~100 packages (HTTP, TLS, tracing) whose init every
+// podns call would pay.
 package ipamcall
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -20,21 +21,6 @@ import (
 // InProcessType is the ipam.type served without exec.
 const InProcessType = "podns-ipam"
 
-// notFound turns invoke's "failed to find plugin" into an error that says
-// which plugin and where it was looked for, with code.
-func notFound(typ string, err error, code uint) error {
-	var te *types.Error
-	if errors.As(err, &te) {
-		return err
-	}
-	return types.NewError(code, fmt.Sprintf("ipam plugin %q: %v", typ, err), "looked in CNI_PATH")
-}
-
-func isFindErr(err error) bool {
-	var te *types.Error
-	return err != nil && !errors.As(err, &te)
-}
-
 // Add allocates addresses for the attachment.
 func Add(ctx context.Context, typ string, args *skel.CmdArgs) (*current.Result, error) {
 	var r types.Result
@@ -42,10 +28,7 @@ func Add(ctx context.Context, typ string, args *skel.CmdArgs) (*current.Result, 
 	if typ == InProcessType && inProcess != nil {
 		r, err = inProcess.Add(args)
 	} else {
-		r, err = invoke.DelegateAdd(ctx, typ, args.StdinData, nil)
-		if isFindErr(err) && r == nil {
-			return nil, notFound(typ, err, types.ErrInvalidNetworkConfig)
-		}
+		r, err = execAdd(ctx, typ, args)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ipam %s ADD: %w", typ, err)
@@ -57,13 +40,23 @@ func Add(ctx context.Context, typ string, args *skel.CmdArgs) (*current.Result, 
 	return res, nil
 }
 
+// Addrs returns the addresses the attachment holds, asked of podns-ipam
+// without changing anything; ok is false for an IPAM that cannot be asked
+// (exec'd plugins have no such verb).
+func Addrs(typ string, args *skel.CmdArgs) (ips []net.IP, ok bool, err error) {
+	if typ != InProcessType || inProcess == nil {
+		return nil, false, nil
+	}
+	ips, err = inProcess.Addrs(args)
+	return ips, err == nil, wrap(typ, "lookup", err)
+}
+
 // Del releases the attachment's addresses.
 func Del(ctx context.Context, typ string, args *skel.CmdArgs) error {
 	if typ == InProcessType && inProcess != nil {
 		return wrap(typ, "DEL", inProcess.Del(args))
 	}
-	return execNoResult(typ, "DEL", args, types.ErrInvalidNetworkConfig,
-		func() error { return invoke.DelegateDel(ctx, typ, args.StdinData, nil) })
+	return wrap(typ, "DEL", execNoResult(ctx, typ, "DEL", args, types.ErrInvalidNetworkConfig))
 }
 
 // Check asks IPAM to verify the attachment's addresses (prevResult in stdin).
@@ -71,8 +64,7 @@ func Check(ctx context.Context, typ string, args *skel.CmdArgs) error {
 	if typ == InProcessType && inProcess != nil {
 		return wrap(typ, "CHECK", inProcess.Check(args))
 	}
-	return execNoResult(typ, "CHECK", args, types.ErrInvalidNetworkConfig,
-		func() error { return invoke.DelegateCheck(ctx, typ, args.StdinData, nil) })
+	return wrap(typ, "CHECK", execNoResult(ctx, typ, "CHECK", args, types.ErrInvalidNetworkConfig))
 }
 
 // Status asks IPAM whether it can serve an ADD.
@@ -80,8 +72,7 @@ func Status(ctx context.Context, typ string, args *skel.CmdArgs) error {
 	if typ == InProcessType && inProcess != nil {
 		return wrap(typ, "STATUS", inProcess.Status(args))
 	}
-	return execNoResult(typ, "STATUS", args, types.ErrPluginNotAvailable,
-		func() error { return invoke.DelegateStatus(ctx, typ, args.StdinData, nil) })
+	return wrap(typ, "STATUS", execNoResult(ctx, typ, "STATUS", args, types.ErrPluginNotAvailable))
 }
 
 // GC asks IPAM to release what valid-attachments (in stdin) does not list.
@@ -89,16 +80,7 @@ func GC(ctx context.Context, typ string, args *skel.CmdArgs) error {
 	if typ == InProcessType && inProcess != nil {
 		return wrap(typ, "GC", inProcess.GC(args))
 	}
-	return execNoResult(typ, "GC", args, types.ErrInvalidNetworkConfig,
-		func() error { return invoke.DelegateGC(ctx, typ, args.StdinData, nil) })
-}
-
-func execNoResult(typ, verb string, args *skel.CmdArgs, findCode uint, call func() error) error {
-	err := call()
-	if isFindErr(err) {
-		return notFound(typ, err, findCode)
-	}
-	return wrap(typ, verb, err)
+	return wrap(typ, "GC", execNoResult(ctx, typ, "GC", args, types.ErrInvalidNetworkConfig))
 }
 
 func wrap(typ, verb string, err error) error {
@@ -111,6 +93,7 @@ func wrap(typ, verb string, err error) error {
 // Plugin is the in-process IPAM surface (pkg/ipam's exported verbs).
 type Plugin interface {
 	Add(*skel.CmdArgs) (types.Result, error)
+	Addrs(*skel.CmdArgs) ([]net.IP, error)
 	Del(*skel.CmdArgs) error
 	Check(*skel.CmdArgs) error
 	Status(*skel.CmdArgs) error

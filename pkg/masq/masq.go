@@ -1,10 +1,18 @@
 //go:build linux
 
 // Package masq keeps podns's source NAT in nftables, through netlink (no
-// nft or iptables exec). Everything lives in the inet table "podns": one
-// postrouting nat chain per network, one masquerade rule per pod address,
-// each rule tagged with a comment naming its attachment (container ID and
-// interface), so DEL and GC can find it with the pod's netns long gone.
+// nft or iptables exec). Everything lives in the inet table "podns". Per
+// network: a postrouting nat chain "masq-<network>" with one rule per
+// family,
+//
+//	ip saddr @pods4-<net> ip daddr != @nets4-<net> ip daddr != 224.0.0.0/4 masquerade
+//	ip6 saddr @pods6-<net> ip6 daddr != @nets6-<net> ip6 daddr != ff00::/8 masquerade
+//
+// a set of pod addresses per family (one element per pod address, its
+// comment naming the attachment, so GC can find its owner) and an interval
+// set of the network's subnets. ADD adds elements and DEL deletes them by
+// address: no chain dump and no rule rebuild per pod, so the cost does not
+// grow with the number of pods.
 package masq
 
 import (
@@ -13,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 
 	"github.com/google/nftables"
@@ -29,6 +38,22 @@ var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 // ChainName is the nat chain of one network.
 func ChainName(network string) string { return "masq-" + network }
 
+// PodSetName is the set of a network's pod addresses of one family.
+func PodSetName(network string, v6 bool) string {
+	if v6 {
+		return "pods6-" + network
+	}
+	return "pods4-" + network
+}
+
+// NetSetName is the interval set of a network's subnets of one family.
+func NetSetName(network string, v6 bool) string {
+	if v6 {
+		return "nets6-" + network
+	}
+	return "nets4-" + network
+}
+
 func chain(network string) *nftables.Chain {
 	return &nftables.Chain{
 		Name:     ChainName(network),
@@ -39,15 +64,30 @@ func chain(network string) *nftables.Chain {
 	}
 }
 
-// Key identifies an attachment's rules: a digest of container ID and
+func podSet(network string, v6 bool) *nftables.Set {
+	s := &nftables.Set{Table: table, Name: PodSetName(network, v6), KeyType: nftables.TypeIPAddr}
+	if v6 {
+		s.KeyType = nftables.TypeIP6Addr
+	}
+	return s
+}
+
+func netSet(network string, v6 bool) *nftables.Set {
+	s := podSet(network, v6)
+	s.Name = NetSetName(network, v6)
+	s.Interval = true
+	return s
+}
+
+// Key identifies an attachment's elements: a digest of container ID and
 // interface, so it stays whole however long the container ID is.
 func Key(containerID, ifname string) string {
 	h := sha256.Sum256([]byte(containerID + "\x00" + ifname))
 	return hex.EncodeToString(h[:])[:16]
 }
 
-// Comment is the tag of an attachment's rules: the key first (what DEL and
-// GC match), then the attachment and pod for people (may be cut short).
+// Comment is the tag of an attachment's elements: the key first (what GC
+// matches), then the attachment and pod for people (may be cut short).
 func Comment(containerID, ifname, pod string) string {
 	s := "k=" + Key(containerID, ifname) + " if=" + ifname + " id=" + containerID
 	if pod != "" {
@@ -59,7 +99,8 @@ func Comment(containerID, ifname, pod string) string {
 	return s
 }
 
-// Rule is what a rule's comment says about its attachment.
+// Rule is what an element's (or a legacy rule's) comment says about its
+// attachment.
 type Rule struct{ Key, ContainerID, IfName string }
 
 // Attachment is the former name of Rule, kept for callers.
@@ -81,186 +122,494 @@ func parseComment(c string) (Rule, bool) {
 	return r, r.Key != ""
 }
 
-// Add installs masquerading for traffic from each address in ipns to
-// anywhere outside its subnet (and not multicast), in one netlink batch.
-func Add(network, containerID, ifname, pod string, ipns []*net.IPNet) error {
-	c, err := nftables.New()
+// Conn is one nftables netlink socket used for a verb's whole masquerade
+// work. Closing it makes the kernel finish the committed transaction's
+// destruction work (an RCU grace period, several ms): callers close it in
+// the background while they do other work, and wait for it before exit.
+type Conn struct{ c *nftables.Conn }
+
+// Open dials the socket.
+func Open() (*Conn, error) {
+	c, err := nftables.New(nftables.AsLasting())
 	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	c.AddTable(table)
-	ch := c.AddChain(chain(network))
-	ud := userdata.AppendString(nil, userdata.TypeComment, Comment(containerID, ifname, pod))
-	for _, ipn := range ipns {
-		c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: masqExprs(ipn), UserData: ud})
+	return &Conn{c: c}, nil
+}
+
+// Close closes the socket (this is where the kernel's grace period is paid).
+func (c *Conn) Close() error { return c.c.CloseLasting() }
+
+func withConn(f func(*Conn) error) error {
+	c, err := Open()
+	if err != nil {
+		return err
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("add masquerade rules for %s/%s: %w", containerID, ifname, err)
+	defer c.Close()
+	return f(c)
+}
+
+func v6(ip net.IP) bool { return ip.To4() == nil }
+
+func addrBytes(ip net.IP) []byte {
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip.To16()
+}
+
+// subnetElems is the interval of ipn's subnet as set elements.
+func subnetElems(ipn *net.IPNet) []nftables.SetElement {
+	ip := addrBytes(ipn.IP)
+	mask := ipn.Mask
+	if len(mask) == net.IPv6len && len(ip) == net.IPv4len {
+		mask = mask[12:]
+	}
+	if len(mask) != len(ip) {
+		mask = net.CIDRMask(len(ip)*8, len(ip)*8)
+	}
+	start := net.IP(ip).Mask(mask)
+	end := make([]byte, len(start))
+	carry := true
+	for i := len(start) - 1; i >= 0; i-- {
+		end[i] = start[i] | ^mask[i]
+	}
+	// The interval's end element is the first address after the subnet;
+	// none when the subnet reaches the top of the address space.
+	for i := len(end) - 1; i >= 0 && carry; i-- {
+		end[i]++
+		carry = end[i] == 0
+	}
+	out := []nftables.SetElement{{Key: []byte(start)}}
+	if !carry {
+		out = append(out, nftables.SetElement{Key: end, IntervalEnd: true})
+	}
+	return out
+}
+
+// addElems queues the elements of one attachment's addresses.
+func addElems(c *nftables.Conn, network, comment string, ipns []*net.IPNet) error {
+	for _, fam := range []bool{false, true} {
+		var pods, nets []nftables.SetElement
+		for _, ipn := range ipns {
+			if v6(ipn.IP) != fam {
+				continue
+			}
+			pods = append(pods, nftables.SetElement{Key: addrBytes(ipn.IP), Comment: comment})
+			nets = append(nets, subnetElems(ipn)...)
+		}
+		if len(pods) == 0 {
+			continue
+		}
+		if err := c.SetAddElements(podSet(network, fam), pods); err != nil {
+			return err
+		}
+		if err := c.SetAddElements(netSet(network, fam), nets); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func masqExprs(ipn *net.IPNet) []expr.Any {
+// Add masquerades traffic from each address in ipns to anywhere outside
+// the network's subnets (and not multicast). The common case is one commit
+// that adds set elements; the first pod of a network (or after the last
+// one left) also creates the chain, sets and rules.
+func (c *Conn) Add(network, containerID, ifname, pod string, ipns []*net.IPNet) error {
+	unlock, err := lock(unix.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	comment := Comment(containerID, ifname, pod)
+	if err := addElems(c.c, network, comment, ipns); err != nil {
+		return fmt.Errorf("masquerade elements for %s/%s: %w", containerID, ifname, err)
+	}
+	err = c.c.Flush()
+	if err == nil {
+		return nil
+	}
+	if !isENOENT(err) {
+		return fmt.Errorf("add masquerade for %s/%s: %w", containerID, ifname, err)
+	}
+	if err := c.setup(network); err != nil {
+		return err
+	}
+	if err := addElems(c.c, network, comment, ipns); err != nil {
+		return fmt.Errorf("masquerade elements for %s/%s: %w", containerID, ifname, err)
+	}
+	if err := c.c.Flush(); err != nil {
+		return fmt.Errorf("add masquerade for %s/%s: %w", containerID, ifname, err)
+	}
+	return nil
+}
+
+// Add is Conn.Add on a connection of its own.
+func Add(network, containerID, ifname, pod string, ipns []*net.IPNet) error {
+	return withConn(func(c *Conn) error { return c.Add(network, containerID, ifname, pod, ipns) })
+}
+
+// setup queues the network's table, chain, sets and its two rules. The
+// chain is flushed first in the same transaction, so concurrent setups
+// leave exactly one rule per family. Per-pod rules of older podns versions
+// become set elements on the way.
+func (c *Conn) setup(network string) error {
+	legacy, err := c.legacyRules(network)
+	if err != nil {
+		return err
+	}
+	c.c.AddTable(table)
+	ch := c.c.AddChain(chain(network))
+	c.c.FlushChain(ch)
+	for _, fam := range []bool{false, true} {
+		ps, ns := podSet(network, fam), netSet(network, fam)
+		if err := c.c.AddSet(ps, nil); err != nil {
+			return fmt.Errorf("set %s: %w", ps.Name, err)
+		}
+		if err := c.c.AddSet(ns, nil); err != nil {
+			return fmt.Errorf("set %s: %w", ns.Name, err)
+		}
+		c.c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: ruleExprs(ps, ns, fam)})
+	}
+	for _, l := range legacy {
+		if err := addElems(c.c, network, l.comment, []*net.IPNet{l.addr}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ruleExprs(pods, nets *nftables.Set, isV6 bool) []expr.Any {
 	proto, saddrOff, daddrOff, alen := byte(unix.NFPROTO_IPV4), uint32(12), uint32(16), uint32(4)
-	ip := ipn.IP.To4()
 	mcast := &net.IPNet{IP: net.IPv4(224, 0, 0, 0).To4(), Mask: net.CIDRMask(4, 32)}
-	if ip == nil {
+	if isV6 {
 		proto, saddrOff, daddrOff, alen = unix.NFPROTO_IPV6, 8, 24, 16
-		ip = ipn.IP.To16()
 		mcast = &net.IPNet{IP: net.ParseIP("ff00::"), Mask: net.CIDRMask(8, 128)}
 	}
-	mask := ipn.Mask
-	if len(mask) != int(alen) {
-		mask = net.CIDRMask(len(mask)*8, int(alen)*8)
-	}
-	subnet := &net.IPNet{IP: ip.Mask(mask), Mask: mask}
-	ex := []expr.Any{
+	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddrOff, Len: alen},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(ip)},
+		&expr.Lookup{SourceRegister: 1, SetName: pods.Name, SetID: pods.ID},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: alen},
+		&expr.Lookup{SourceRegister: 1, SetName: nets.Name, SetID: nets.ID, Invert: true},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: alen},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: alen, Mask: []byte(mcast.Mask), Xor: make([]byte, alen)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(mcast.IP.Mask(mcast.Mask))},
+		&expr.Masq{},
 	}
-	for _, n := range []*net.IPNet{subnet, mcast} {
-		ex = append(ex,
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: daddrOff, Len: alen},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: alen, Mask: []byte(n.Mask), Xor: make([]byte, alen)},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(n.IP.Mask(n.Mask))},
-		)
-	}
-	return append(ex, &expr.Masq{})
 }
 
-// rules returns the network's rules; a missing table or chain is no rules.
-func rules(c *nftables.Conn, network string) ([]*nftables.Rule, error) {
-	rs, err := c.GetRules(table, &nftables.Chain{Name: ChainName(network), Table: table})
+// legacyRule is a per-pod rule of an older podns: its comment and address.
+type legacyRule struct {
+	rule    *nftables.Rule
+	comment string
+	addr    *net.IPNet
+}
+
+// legacyRules lists the chain's per-pod rules (comment "k=..."). A missing
+// table or chain is none.
+func (c *Conn) legacyRules(network string) ([]legacyRule, error) {
+	rs, err := c.c.GetRules(table, &nftables.Chain{Name: ChainName(network), Table: table})
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
+		if isENOENT(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("list rules of chain %s: %w", ChainName(network), err)
 	}
-	return rs, nil
-}
-
-// Attachments lists the attachments that have rules in the network's chain.
-func Attachments(network string) ([]Rule, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
-	}
-	rs, err := rules(c, network)
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var out []Rule
+	var out []legacyRule
 	for _, r := range rs {
 		cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-		a, ok := parseComment(cm)
-		if ok && !seen[a.Key] {
-			seen[a.Key] = true
-			out = append(out, a)
+		if _, ok := parseComment(cm); !ok || len(r.Exprs) < 7 {
+			continue
 		}
+		src, ok1 := r.Exprs[3].(*expr.Cmp)
+		bw, ok2 := r.Exprs[5].(*expr.Bitwise)
+		if !ok1 || !ok2 || len(bw.Mask) != len(src.Data) {
+			continue
+		}
+		out = append(out, legacyRule{rule: r, comment: cm, addr: &net.IPNet{IP: net.IP(src.Data), Mask: net.IPMask(bw.Mask)}})
 	}
 	return out, nil
 }
 
-// Remove deletes the rules of the attachments for which drop returns true.
-// A missing table or chain is not an error.
-func Remove(network string, drop func(Rule) bool) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+// DelAddrs removes the elements of the given pod addresses (what IPAM says
+// the attachment holds). Addresses without an element are skipped.
+func (c *Conn) DelAddrs(network string, ips []net.IP) error {
+	if len(ips) == 0 {
+		return nil
 	}
-	rs, err := rules(c, network)
+	byFam := map[bool][]nftables.SetElement{}
+	for _, ip := range ips {
+		byFam[v6(ip)] = append(byFam[v6(ip)], nftables.SetElement{Key: addrBytes(ip)})
+	}
+	for fam, els := range byFam {
+		if err := c.c.SetDeleteElements(podSet(network, fam), els); err != nil {
+			return err
+		}
+	}
+	err := c.c.Flush()
+	if err == nil || !isENOENT(err) {
+		return wrapDel(err)
+	}
+	// Some element or set is missing (a DEL repeated, ipMasq switched on
+	// after ADD): delete one by one and skip what is not there.
+	for fam, els := range byFam {
+		for _, e := range els {
+			if err := c.c.SetDeleteElements(podSet(network, fam), []nftables.SetElement{e}); err != nil {
+				return err
+			}
+			if err := c.c.Flush(); err != nil && !isENOENT(err) {
+				return wrapDel(err)
+			}
+		}
+	}
+	return nil
+}
+
+func wrapDel(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("delete masquerade elements: %w", err)
+}
+
+// element is one pod address element with its owner.
+type element struct {
+	v6   bool
+	el   nftables.SetElement
+	rule Rule
+}
+
+// elements lists the network's pod address elements; a missing table or
+// set is none.
+func (c *Conn) elements(network string) ([]element, error) {
+	els, _, err := c.elementsAny(network)
+	return els, err
+}
+
+// elementsAny is elements, and whether either pod set exists at all.
+func (c *Conn) elementsAny(network string) ([]element, bool, error) {
+	var out []element
+	any := false
+	for _, fam := range []bool{false, true} {
+		els, err := c.c.GetSetElements(podSet(network, fam))
+		if err != nil {
+			if isENOENT(err) {
+				continue
+			}
+			return nil, false, fmt.Errorf("list set %s: %w", PodSetName(network, fam), err)
+		}
+		any = true
+		for _, e := range els {
+			r, _ := parseComment(e.Comment)
+			out = append(out, element{v6: fam, el: e, rule: r})
+		}
+	}
+	return out, any, nil
+}
+
+// chunk bounds the elements or rules deleted per netlink message and per
+// commit: each message is ACKed, and thousands of ACKs at once overflow
+// the socket's receive buffer (ENOBUFS).
+const chunk = 256
+
+// remove deletes the elements and legacy rules of attachments for which
+// drop returns true, in bounded batches.
+func (c *Conn) remove(network string, drop func(Rule) bool) error {
+	els, err := c.elements(network)
+	if err != nil {
+		return err
+	}
+	byFam := map[bool][]nftables.SetElement{}
+	for _, e := range els {
+		if drop(e.rule) {
+			byFam[e.v6] = append(byFam[e.v6], nftables.SetElement{Key: e.el.Key})
+		}
+	}
+	for fam, list := range byFam {
+		for len(list) > 0 {
+			n := min(chunk, len(list))
+			if err := c.c.SetDeleteElements(podSet(network, fam), list[:n]); err != nil {
+				return err
+			}
+			if err := c.c.Flush(); err != nil && !isENOENT(err) {
+				return wrapDel(err)
+			}
+			list = list[n:]
+		}
+	}
+	legacy, err := c.legacyRules(network)
 	if err != nil {
 		return err
 	}
 	n := 0
-	for _, r := range rs {
-		cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-		a, ok := parseComment(cm)
-		if !ok || !drop(a) {
+	for _, l := range legacy {
+		a, _ := parseComment(l.comment)
+		if !drop(a) {
 			continue
 		}
-		if err := c.DelRule(r); err != nil {
-			return fmt.Errorf("delete rule %d: %w", r.Handle, err)
+		if err := c.c.DelRule(l.rule); err != nil {
+			return fmt.Errorf("delete rule %d: %w", l.rule.Handle, err)
 		}
-		n++
+		if n++; n%chunk == 0 {
+			if err := c.c.Flush(); err != nil && !isENOENT(err) {
+				return fmt.Errorf("delete masquerade rules: %w", err)
+			}
+		}
 	}
-	if n == 0 {
-		return nil
-	}
-	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := c.c.Flush(); err != nil && !isENOENT(err) {
 		return fmt.Errorf("delete masquerade rules: %w", err)
 	}
 	return nil
 }
 
-// Del removes one attachment's rules.
-func Del(network, containerID, ifname string) error {
-	key := Key(containerID, ifname)
-	return Remove(network, func(a Rule) bool { return a.Key == key })
+// Remove deletes the masquerade state of the attachments for which drop
+// returns true. A missing table, chain or set is not an error.
+func Remove(network string, drop func(Rule) bool) error {
+	return withConn(func(c *Conn) error { return c.remove(network, drop) })
 }
 
-// Check verifies that every address in ips has its masquerade rule.
-func Check(network, containerID, ifname string, ips []*net.IPNet) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	rs, err := rules(c, network)
-	if err != nil {
-		return err
-	}
+// DelKey removes one attachment's elements, found by their comment: for a
+// DEL that cannot ask IPAM which addresses the attachment held.
+func (c *Conn) DelKey(network, containerID, ifname string) error {
 	key := Key(containerID, ifname)
-	for _, ipn := range ips {
-		want := masqExprs(ipn)
-		found := false
-		for _, r := range rs {
-			cm, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			a, ok := parseComment(cm)
-			if ok && a.Key == key && sameSaddr(r.Exprs, want) {
-				found = true
-				break
+	return c.remove(network, func(a Rule) bool { return a.Key == key })
+}
+
+// Del removes one attachment's masquerade state.
+func Del(network, containerID, ifname string) error {
+	return withConn(func(c *Conn) error { return c.DelKey(network, containerID, ifname) })
+}
+
+// Attachments lists the attachments that have masquerade state.
+func Attachments(network string) ([]Rule, error) {
+	var out []Rule
+	err := withConn(func(c *Conn) error {
+		els, err := c.elements(network)
+		if err != nil {
+			return err
+		}
+		legacy, err := c.legacyRules(network)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		add := func(r Rule) {
+			if r.Key != "" && !seen[r.Key] {
+				seen[r.Key] = true
+				out = append(out, r)
 			}
 		}
-		if !found {
-			return fmt.Errorf("no masquerade rule for %s in chain %s", ipn.IP, ChainName(network))
+		for _, e := range els {
+			add(e.rule)
+		}
+		for _, l := range legacy {
+			r, _ := parseComment(l.comment)
+			add(r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Check verifies that every address in ips is masqueraded for this
+// attachment: its element carries the attachment's key and the chain has
+// the family's rule.
+func Check(network, containerID, ifname string, ips []*net.IPNet) error {
+	return withConn(func(c *Conn) error {
+		els, err := c.elements(network)
+		if err != nil {
+			return err
+		}
+		rs, err := c.c.GetRules(table, &nftables.Chain{Name: ChainName(network), Table: table})
+		if err != nil && !isENOENT(err) {
+			return fmt.Errorf("list rules of chain %s: %w", ChainName(network), err)
+		}
+		key := Key(containerID, ifname)
+		for _, ipn := range ips {
+			found := false
+			for _, e := range els {
+				if e.rule.Key == key && net.IP(e.el.Key).Equal(ipn.IP) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return fmt.Errorf("no masquerade element for %s in set %s", ipn.IP, PodSetName(network, v6(ipn.IP)))
+			}
+			if !hasLookup(rs, PodSetName(network, v6(ipn.IP))) {
+				return fmt.Errorf("no masquerade rule for set %s in chain %s", PodSetName(network, v6(ipn.IP)), ChainName(network))
+			}
+		}
+		return nil
+	})
+}
+
+func hasLookup(rs []*nftables.Rule, set string) bool {
+	for _, r := range rs {
+		for _, e := range r.Exprs {
+			if l, ok := e.(*expr.Lookup); ok && l.SetName == set && !l.Invert {
+				return true
+			}
 		}
 	}
-	return nil
+	return false
 }
 
-// sameSaddr compares the source address a rule matches (its 4th expression).
-func sameSaddr(got, want []expr.Any) bool {
-	if len(got) < 4 {
-		return false
-	}
-	g, ok1 := got[3].(*expr.Cmp)
-	w, ok2 := want[3].(*expr.Cmp)
-	return ok1 && ok2 && string(g.Data) == string(w.Data)
-}
+// Prune removes the network's chain and sets when no pod address is left
+// in them, and the podns table when it holds no chains or sets. It runs
+// under the exclusive lock, so no ADD adds an element between the look and
+// the delete.
+func (c *Conn) Prune(network string) error { return c.prune(network, true) }
 
-// Prune deletes the network's chain when it holds no rules, and the podns
-// table when it holds no chains. A concurrent ADD that just added a rule
-// makes the kernel refuse (EBUSY); that is fine, the chain is in use.
-func Prune(network string) error {
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
+// PruneIfEmpty is Prune for DEL: it does nothing, cheaply, for a network
+// that has no pod address sets (ipMasq off).
+func (c *Conn) PruneIfEmpty(network string) error { return c.prune(network, false) }
+
+func (c *Conn) prune(network string, thorough bool) error {
+	els, any, err := c.elementsAny(network)
+	if err != nil || len(els) > 0 || (!any && !thorough) {
+		return err
 	}
-	rs, err := rules(c, network)
+	unlock, err := lock(unix.LOCK_EX)
 	if err != nil {
 		return err
 	}
-	if len(rs) == 0 {
-		c.DelChain(&nftables.Chain{Name: ChainName(network), Table: table})
-		if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("delete empty chain %s: %w", ChainName(network), err)
+	defer unlock()
+	if els, err := c.elements(network); err != nil || len(els) > 0 {
+		return err
+	}
+	legacy, err := c.legacyRules(network)
+	if err != nil || len(legacy) > 0 {
+		return err
+	}
+	// One transaction, so a crash cannot leave sets without their rule;
+	// object by object when some are gone already.
+	ch := &nftables.Chain{Name: ChainName(network), Table: table}
+	sets := []*nftables.Set{podSet(network, false), netSet(network, false), podSet(network, true), netSet(network, true)}
+	c.c.FlushChain(ch)
+	c.c.DelChain(ch)
+	for _, s := range sets {
+		c.c.DelSet(s)
+	}
+	if err := c.c.Flush(); err != nil {
+		if !isENOENT(err) {
+			return fmt.Errorf("delete chain %s and its sets: %w", ChainName(network), err)
+		}
+		c.c.FlushChain(ch)
+		c.c.DelChain(ch)
+		if err := c.c.Flush(); err != nil && !isENOENT(err) {
+			return fmt.Errorf("delete chain %s: %w", ChainName(network), err)
+		}
+		for _, s := range sets {
+			c.c.DelSet(s)
+			if err := c.c.Flush(); err != nil && !isENOENT(err) {
+				return fmt.Errorf("delete set %s: %w", s.Name, err)
+			}
 		}
 	}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := c.c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return fmt.Errorf("list chains: %w", err)
 	}
@@ -269,9 +618,57 @@ func Prune(network string) error {
 			return nil
 		}
 	}
-	c.DelTable(table)
-	if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) {
+	left, err := c.c.GetSets(table)
+	if err != nil {
+		if isENOENT(err) {
+			return nil
+		}
+		return fmt.Errorf("list sets: %w", err)
+	}
+	if len(left) > 0 {
+		return nil
+	}
+	c.c.DelTable(table)
+	if err := c.c.Flush(); err != nil && !isENOENT(err) {
 		return fmt.Errorf("delete empty table %s: %w", TableName, err)
 	}
 	return nil
+}
+
+// Prune is Conn.Prune on a connection of its own.
+func Prune(network string) error { return withConn(func(c *Conn) error { return c.Prune(network) }) }
+
+// LockFile serialises structure changes: adding elements (shared) against
+// removing a network's emptied chain and sets (exclusive). The kernel has
+// no "delete this set only if empty" a library here can send atomically.
+const LockFile = "/run/podns/masq.lock"
+
+func lock(how int) (func(), error) {
+	f, err := os.OpenFile(LockFile, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		if err = os.MkdirAll("/run/podns", 0o700); err == nil {
+			f, err = os.OpenFile(LockFile, os.O_RDWR|os.O_CREATE, 0o600)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("masquerade lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("masquerade lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// isENOENT reports a missing table, chain, set or element. The library
+// formats some netlink errors with %v, losing the errno, so the kernel's
+// message text is matched too.
+func isENOENT(err error) bool {
+	return errors.Is(err, unix.ENOENT) || err != nil && strings.HasSuffix(err.Error(), unix.ENOENT.Error())
 }

@@ -3,6 +3,7 @@
 package masq
 
 import (
+	"fmt"
 	"net"
 	"os/exec"
 	"strings"
@@ -20,9 +21,16 @@ func cidr(t *testing.T, s string) *net.IPNet {
 	return n
 }
 
-// TestRulesLifecycle: rules per attachment in the network's own chain,
-// checked, listed, removed by attachment, and the chain pruned when empty.
-func TestRulesLifecycle(t *testing.T) {
+func nftList(t *testing.T, what ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("nft", append([]string{"list"}, what...)...).CombinedOutput()
+	return string(out), err
+}
+
+// TestElementsLifecycle: one rule per family keyed by the network's sets,
+// one element per pod address naming its attachment; checked, listed,
+// removed by address and by attachment; chain and sets go with the last.
+func TestElementsLifecycle(t *testing.T) {
 	testutil.RequireRoot(t)
 	netw := testutil.UniqueName("pnm")
 	t.Cleanup(func() {
@@ -36,56 +44,139 @@ func TestRulesLifecycle(t *testing.T) {
 	if err := Add(netw, "c2", "eth0", "", []*net.IPNet{cidr(t, "10.233.1.6/24")}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("nft", "list", "chain", "inet", TableName, ChainName(netw)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nft: %v %s", err, out)
+	// A second subnet joins the network's subnet set.
+	if err := Add(netw, "c3", "eth0", "", []*net.IPNet{cidr(t, "10.233.9.6/24")}); err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"ip saddr 10.233.1.5 ip daddr != 10.233.1.0/24", "ip6 saddr fd00:233:1::5 ip6 daddr != fd00:233:1::/64", "masquerade", `comment "k=` + Key("c1", "eth0") + ` if=eth0 id=c1 pod=ns/p1"`, "hook postrouting"} {
-		if !strings.Contains(string(out), want) {
-			t.Fatalf("chain lacks %q:\n%s", want, out)
+	var out string
+	for _, what := range [][]string{{"chain", "inet", TableName, ChainName(netw)},
+		{"set", "inet", TableName, PodSetName(netw, false)}, {"set", "inet", TableName, PodSetName(netw, true)},
+		{"set", "inet", TableName, NetSetName(netw, false)}, {"set", "inet", TableName, NetSetName(netw, true)}} {
+		o, err := nftList(t, what...)
+		if err != nil {
+			t.Fatalf("nft: %v %s", err, o)
 		}
+		out += o
+	}
+	for _, want := range []string{
+		"ip saddr @" + PodSetName(netw, false) + " ip daddr != @" + NetSetName(netw, false) + " ip daddr != 224.0.0.0/4 masquerade",
+		"ip6 saddr @" + PodSetName(netw, true) + " ip6 daddr != @" + NetSetName(netw, true) + " ip6 daddr != ff00::/8 masquerade",
+		`10.233.1.5 comment "k=` + Key("c1", "eth0") + ` if=eth0 id=c1 pod=ns/p1"`,
+		"10.233.1.0/24", "10.233.9.0/24", "fd00:233:1::/64", "hook postrouting",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "masquerade"); n != 2 {
+		t.Fatalf("%d masquerade rules, want 2:\n%s", n, out)
 	}
 	if err := Check(netw, "c1", "eth0", []*net.IPNet{a4, a6}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Check(netw, "c1", "eth0", []*net.IPNet{cidr(t, "10.233.1.7/24")}); err == nil {
-		t.Fatal("Check passed for an address without a rule")
+		t.Fatal("Check passed for an address without an element")
+	}
+	if err := Check(netw, "c2", "eth0", []*net.IPNet{a4}); err == nil {
+		t.Fatal("Check passed for another attachment's element")
 	}
 	as, err := Attachments(netw)
-	if err != nil || len(as) != 2 {
+	if err != nil || len(as) != 3 {
 		t.Fatalf("attachments %v %v", as, err)
 	}
-	if err := Del(netw, "c1", "eth0"); err != nil {
+	c, err := Open()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Del(netw, "c1", "eth0"); err != nil {
-		t.Fatalf("second Del: %v", err)
+	defer c.Close()
+	if err := c.DelAddrs(netw, []net.IP{a4.IP, a6.IP}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DelAddrs(netw, []net.IP{a4.IP, a6.IP}); err != nil {
+		t.Fatalf("second DelAddrs: %v", err)
+	}
+	if err := Del(netw, "c3", "eth0"); err != nil {
+		t.Fatal(err)
 	}
 	if as, _ := Attachments(netw); len(as) != 1 || as[0].ContainerID != "c2" {
-		t.Fatalf("after Del: %v", as)
+		t.Fatalf("after deletes: %v", as)
 	}
-	// Prune keeps a chain in use.
-	if err := Prune(netw); err != nil {
+	// Prune keeps a network in use.
+	if err := c.PruneIfEmpty(netw); err != nil {
 		t.Fatal(err)
 	}
 	if as, _ := Attachments(netw); len(as) != 1 {
-		t.Fatalf("Prune removed a used chain: %v", as)
+		t.Fatalf("Prune removed a used network: %v", as)
 	}
-	if err := Remove(netw, func(a Rule) bool { return a.Key == Key("c2", "eth0") }); err != nil {
+	if err := Check(netw, "c2", "eth0", []*net.IPNet{cidr(t, "10.233.1.6/24")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := Prune(netw); err != nil {
+	if err := c.DelAddrs(netw, []net.IP{net.ParseIP("10.233.1.6")}); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("nft", "list", "chain", "inet", TableName, ChainName(netw)).CombinedOutput(); err == nil {
+	if err := c.PruneIfEmpty(netw); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nftList(t, "chain", "inet", TableName, ChainName(netw)); err == nil {
 		t.Fatalf("empty chain not pruned:\n%s", out)
 	}
-	// A network that never had rules: every call is a no-op.
+	for _, s := range []string{PodSetName(netw, false), PodSetName(netw, true), NetSetName(netw, false), NetSetName(netw, true)} {
+		if out, err := nftList(t, "set", "inet", TableName, s); err == nil {
+			t.Fatalf("set %s not pruned:\n%s", s, out)
+		}
+	}
+	// A network that never had state: every call is a no-op.
 	none := testutil.UniqueName("pnm")
 	if err := Del(none, "c", "eth0"); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.DelAddrs(none, []net.IP{a4.IP}); err != nil {
+		t.Fatal(err)
+	}
 	if as, err := Attachments(none); err != nil || len(as) != 0 {
 		t.Fatalf("%v %v", as, err)
+	}
+}
+
+// TestRemoveMany: GC of several hundred attachments at once (the bug was
+// ENOBUFS from one ACK per deleted rule in a single batch), then the
+// network's chain and sets are gone.
+func TestRemoveMany(t *testing.T) {
+	testutil.RequireRoot(t)
+	netw := testutil.UniqueName("pnm")
+	t.Cleanup(func() {
+		_ = Remove(netw, func(Rule) bool { return true })
+		_ = Prune(netw)
+	})
+	c, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 700
+	for i := 0; i < n; i++ {
+		ip := cidr(t, fmt.Sprintf("10.234.%d.%d/16", i/250, i%250+1))
+		if err := c.Add(netw, fmt.Sprintf("c%d", i), "eth0", "", []*net.IPNet{ip}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if as, err := Attachments(netw); err != nil || len(as) != n {
+		t.Fatalf("%d attachments, %v", len(as), err)
+	}
+	keep := Key("c7", "eth0")
+	if err := Remove(netw, func(r Rule) bool { return r.Key != keep }); err != nil {
+		t.Fatal(err)
+	}
+	if as, err := Attachments(netw); err != nil || len(as) != 1 || as[0].Key != keep {
+		t.Fatalf("after GC: %v %v", as, err)
+	}
+	if err := Remove(netw, func(Rule) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(netw); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nftList(t, "chain", "inet", TableName, ChainName(netw)); err == nil {
+		t.Fatalf("chain left:\n%s", out)
 	}
 }
