@@ -351,7 +351,11 @@ func (m *asyncMasq) undo() error {
 		return err
 	}
 	defer c.Close()
-	return c.DelAddrs(m.network, m.ips)
+	if err := c.DelAddrs(m.network, m.ips); err != nil {
+		return err
+	}
+	// This may have been the network's first pod.
+	return c.PruneIfEmpty(m.network)
 }
 
 func addRoute(h *netlink.Handle, r *netlink.Route) error {

@@ -9,6 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+
 	"github.com/podns/podns/pkg/testutil"
 )
 
@@ -170,6 +175,86 @@ func TestRemoveMany(t *testing.T) {
 	if as, err := Attachments(netw); err != nil || len(as) != 1 || as[0].Key != keep {
 		t.Fatalf("after GC: %v %v", as, err)
 	}
+	if err := Remove(netw, func(Rule) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if err := Prune(netw); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nftList(t, "chain", "inet", TableName, ChainName(netw)); err == nil {
+		t.Fatalf("chain left:\n%s", out)
+	}
+}
+
+// legacyExprs is the per-pod rule older podns versions wrote.
+func legacyExprs(ipn *net.IPNet) []expr.Any {
+	ip := ipn.IP.To4()
+	subnet := &net.IPNet{IP: ip.Mask(ipn.Mask), Mask: ipn.Mask}
+	mcast := &net.IPNet{IP: net.IPv4(224, 0, 0, 0).To4(), Mask: net.CIDRMask(4, 32)}
+	ex := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(ip)},
+	}
+	for _, n := range []*net.IPNet{subnet, mcast} {
+		ex = append(ex,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte(n.Mask), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte(n.IP.Mask(n.Mask))},
+		)
+	}
+	return append(ex, &expr.Masq{})
+}
+
+// TestLegacyRules: a chain of per-pod rules from an older podns becomes
+// set elements at the next ADD (pods keep their masquerade), and GC of
+// hundreds of legacy rules works in bounded batches.
+func TestLegacyRules(t *testing.T) {
+	testutil.RequireRoot(t)
+	netw := testutil.UniqueName("pnm")
+	t.Cleanup(func() {
+		_ = Remove(netw, func(Rule) bool { return true })
+		_ = Prune(netw)
+	})
+	legacy := func(from, n int) {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.AddTable(table)
+		ch := c.AddChain(chain(netw))
+		for i := from; i < from+n; i++ {
+			ud := userdata.AppendString(nil, userdata.TypeComment, Comment(fmt.Sprintf("old%d", i), "eth0", ""))
+			c.AddRule(&nftables.Rule{Table: table, Chain: ch, UserData: ud,
+				Exprs: legacyExprs(cidr(t, fmt.Sprintf("10.235.%d.%d/16", i/250, i%250+1)))})
+			if (i+1)%100 == 0 {
+				if err := c.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacy(0, 3)
+	if as, err := Attachments(netw); err != nil || len(as) != 3 {
+		t.Fatalf("legacy attachments %v %v", as, err)
+	}
+	if err := Add(netw, "new", "eth0", "", []*net.IPNet{cidr(t, "10.235.9.9/16")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(netw, "old1", "eth0", []*net.IPNet{cidr(t, "10.235.0.2/16")}); err != nil {
+		t.Fatalf("legacy rule not migrated: %v", err)
+	}
+	out, err := nftList(t, "chain", "inet", TableName, ChainName(netw))
+	if err != nil || strings.Count(out, "masquerade") != 2 || strings.Contains(out, "comment") {
+		t.Fatalf("after migration (%v):\n%s", err, out)
+	}
+	// GC of many legacy rules at once (added after the migration, as an
+	// older podns racing a newer one would).
+	legacy(100, 600)
 	if err := Remove(netw, func(Rule) bool { return true }); err != nil {
 		t.Fatal(err)
 	}

@@ -311,6 +311,13 @@ func (n *testNet) assertNoState(ns string) {
 	if r := n.masqRules(); len(r) > 0 {
 		n.t.Errorf("masquerade rules left behind: %v", r)
 	}
+	// The network's last pod takes its chain and sets with it.
+	for _, obj := range [][]string{{"chain", masq.ChainName(n.Name)}, {"set", masq.PodSetName(n.Name, false)},
+		{"set", masq.PodSetName(n.Name, true)}, {"set", masq.NetSetName(n.Name, false)}, {"set", masq.NetSetName(n.Name, true)}} {
+		if out, err := exec.Command("nft", "list", obj[0], "inet", masq.TableName, obj[1]).CombinedOutput(); err == nil {
+			n.t.Errorf("nftables %s %s left behind:\n%s", obj[0], obj[1], out)
+		}
+	}
 	if ns != "" {
 		out := inNS(n.t, ns, "ip", "-o", "link", "show")
 		if strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "lo:") {
