@@ -70,8 +70,17 @@ func FuzzResultConversion(f *testing.F) {
 		// and cannot be read back. podns never prints one: its addresses
 		// come from IPAM and are put on the pod's interface first, and
 		// podns-ipam's CHECK rejects such a prevResult with code 6.
+		// The same holds for a route without a destination: podns-ipam
+		// must refuse one in its config (test/cni
+		// TestHardeningIPAMRoutesValidated), and podns prints only routes
+		// it installed.
 		for _, ip := range cur.IPs {
 			if ip.Address.IP == nil {
+				return
+			}
+		}
+		for _, rt := range cur.Routes {
+			if rt.Dst.IP == nil {
 				return
 			}
 		}

@@ -83,6 +83,13 @@ func FuzzLoadConfig(f *testing.F) {
 				t.Fatalf("static %s is in %d range sets", a, in)
 			}
 		}
+		// Routes go into the result podns prints and installs: each needs
+		// a destination (a null entry crashed ADD after it made the veth).
+		for i, rt := range c.Routes {
+			if rt == nil || rt.Dst.IP == nil || rt.Dst.Mask == nil {
+				t.Fatalf("accepted route %d without a destination: %v", i, rt)
+			}
+		}
 		if c.LockTimeout <= 0 {
 			t.Fatalf("lock timeout %v", c.LockTimeout)
 		}

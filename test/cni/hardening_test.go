@@ -186,6 +186,51 @@ func TestHardeningCheckNullPrevResult(t *testing.T) {
 	}
 }
 
+// TestHardeningIPAMRoutesValidated: IPAM routes without a destination (a
+// null entry, or only a gateway) are an invalid config: ADD answers code 7
+// and leaves nothing, instead of panicking halfway with the veth, address
+// and allocation left behind, or installing and printing a "<nil>" route.
+func TestHardeningIPAMRoutesValidated(t *testing.T) {
+	n := newTestNet(t)
+	for _, tc := range []struct {
+		what   string
+		routes any
+	}{
+		{"null route", []any{nil}},
+		{"route without dst", []any{map[string]any{"gw": strings.TrimSuffix(n.Sub4, "0/24") + "1"}}},
+	} {
+		t.Run(strings.ReplaceAll(tc.what, " ", "_"), func(t *testing.T) {
+			ns, path := newNetns(t)
+			c := podnsIPAM(n.conf("1.1.0", true, false), t.TempDir(), n.Sub4)
+			c["ipam"].(map[string]any)["routes"] = tc.routes
+			cmd := exec.Command(filepath.Join(n.Bin, "podns"))
+			cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND=ADD", "CNI_PATH=" + n.CNIPath,
+				"CNI_CONTAINERID=c" + ns, "CNI_NETNS=" + path, "CNI_IFNAME=eth0"}
+			cmd.Stdin = bytes.NewReader(c.bytes(t))
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			nt := *n
+			nt.t = t
+			defer nt.exec(Call{Cmd: "DEL", ContainerID: "c" + ns, Netns: path, IfName: "eth0"}, c.bytes(t))
+			if strings.Contains(stderr.String(), "panic:") {
+				t.Errorf("ADD panicked:\n%s", firstLines(stderr.String(), 8))
+			} else {
+				e := &types.Error{}
+				if err == nil || json.Unmarshal(stdout.Bytes(), e) != nil || e.Code != types.ErrInvalidNetworkConfig {
+					t.Errorf("ADD: err %v, stdout %s: want CNI error 7", err, stdout.String())
+				}
+			}
+			if _, ok := n.hostVeth("c"+ns, "eth0"); ok {
+				t.Errorf("the refused ADD left its host veth")
+			}
+			if out := inNS(t, ns, "ip", "-o", "link", "show"); strings.Contains(out, "eth0") {
+				t.Errorf("the refused ADD left eth0 in the pod")
+			}
+		})
+	}
+}
+
 func firstLines(s string, n int) string {
 	l := strings.SplitN(s, "\n", n+1)
 	if len(l) > n {
