@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 require_root
 
 APT_PACKAGES=(iproute2 nftables iptables iputils-ping conntrack containernetworking-plugins
-	strace hyperfine containerd runc jq busybox-static util-linux procps kmod)
+	strace hyperfine containerd runc jq busybox-static util-linux procps kmod openssl curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
