@@ -3,7 +3,7 @@
 # storm with the runtime's recovery, churn soak, sandbox faults under
 # podnsctl, GC racing ADD/DEL. Prints "N passed, N failed" per scenario and
 # exits non-zero on any loss or leak.
-#   CHAOS_BUDGET=ci (default, ~4 min) | long (>= 2,000 killed operations) | SECONDS
+#   CHAOS_BUDGET=ci (default, ~4 min) | long (~12 min, >= 2,000 killed operations) | SECONDS
 #   CHAOS_SCENARIOS=storm,churn,sandbox,gc
 source "$(dirname "$0")/lib.sh"
 require_root

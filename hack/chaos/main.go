@@ -7,7 +7,7 @@
 // non-zero on any loss or leak.
 //
 //	CHAOS_BUDGET=ci     about 4 minutes (the default)
-//	CHAOS_BUDGET=long   about 20 minutes; the storm alone kills at least 2,000 operations
+//	CHAOS_BUDGET=long   about 12 minutes; the storm alone kills at least 2,000 operations
 //	CHAOS_BUDGET=600    seconds, shared between the scenarios
 package main
 
@@ -36,7 +36,7 @@ func parseBudget(s string) (budget, error) {
 	case "", "ci":
 		return budget{name: "ci", storm: 60 * time.Second, churn: 40 * time.Second, sandbox: 45 * time.Second, gcrace: 30 * time.Second, workers: 6}, nil
 	case "long":
-		return budget{name: "long", storm: 5 * time.Minute, churn: 5 * time.Minute, sandbox: 5 * time.Minute, gcrace: 3 * time.Minute, stormKills: 2000, workers: 8}, nil
+		return budget{name: "long", storm: 3 * time.Minute, churn: 3 * time.Minute, sandbox: 3 * time.Minute, gcrace: 2 * time.Minute, stormKills: 2000, workers: 8}, nil
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 20 {

@@ -29,16 +29,17 @@ func storm(ctx context.Context, bin string, b budget) *report {
 	defer e.cleanup()
 
 	var (
-		est      = map[string]*estimator{"ADD": {}, "DEL": {}}
-		mu       sync.Mutex
-		pending  = map[string]att{}      // ADD started, no successful DEL yet
-		live     = map[string][]string{} // ADD succeeded, DEL not started: key -> IPs
-		owner    = map[string]string{}   // IP -> live attachment
-		survive  = map[string]att{}
-		results  = map[string][]byte{}
-		ops      atomic.Int64
-		kills    atomic.Int64
-		failures atomic.Int64
+		est       = map[string]*estimator{"ADD": {}, "DEL": {}}
+		mu        sync.Mutex
+		pending   = map[string]att{}      // ADD started, no successful DEL yet
+		live      = map[string][]string{} // ADD succeeded, DEL not started: key -> IPs
+		owner     = map[string]string{}   // IP -> live attachment
+		survive   = map[string]att{}
+		results   = map[string][]byte{}
+		failCodes = map[uint]int{}
+		ops       atomic.Int64
+		kills     atomic.Int64
+		failures  atomic.Int64
 	)
 	const killP = 0.85
 	deadline := time.Now().Add(b.storm)
@@ -135,7 +136,11 @@ func storm(ctx context.Context, bin string, b budget) *report {
 				addLive(a, ra.out)
 			} else if !ra.killed {
 				// A failed ADD is fine only with a CNI error; the DEL follows.
-				r.checkf(ra.cniErr != nil, "ADD fails cleanly", "%s: %s", a.key(), ra)
+				if r.checkf(ra.cniErr != nil, "ADD fails cleanly", "%s: %s", a.key(), ra) {
+					mu.Lock()
+					failCodes[ra.cniErr.Code]++
+					mu.Unlock()
+				}
 				failures.Add(1)
 			}
 			// The runtime DELs every ADD it started, killed or not.
@@ -145,17 +150,22 @@ func storm(ctx context.Context, bin string, b budget) *report {
 			}
 			delete(live, a.key())
 			mu.Unlock()
-			rd := e.exec(ctx, "DEL", a, e.conf(nil), killAfter("DEL"))
-			ops.Add(1)
-			if rd.killed {
-				kills.Add(1)
-				continue // recovery will DEL it again
-			}
-			est["DEL"].add(rd.dur)
-			if r.checkf(rd.ok(), "DEL succeeds", "%s: %s", a.key(), rd) {
-				mu.Lock()
-				delete(pending, a.key())
-				mu.Unlock()
+			// A runtime retries a DEL until it succeeds; here up to three
+			// times, each attempt killable, and recovery does the rest.
+			for attempt := 0; attempt < 3; attempt++ {
+				rd := e.exec(ctx, "DEL", a, e.conf(nil), killAfter("DEL"))
+				ops.Add(1)
+				if rd.killed {
+					kills.Add(1)
+					continue
+				}
+				est["DEL"].add(rd.dur)
+				if r.checkf(rd.ok(), "DEL succeeds", "%s: %s", a.key(), rd) {
+					mu.Lock()
+					delete(pending, a.key())
+					mu.Unlock()
+				}
+				break
 			}
 		}
 	}
@@ -176,15 +186,30 @@ func storm(ctx context.Context, bin string, b budget) *report {
 
 	// Recovery, as a runtime does it after a crash: DEL what was started
 	// and is not wanted, then GC with the valid set.
-	recovered := 0
+	var todo []att
 	for k, a := range pending {
-		if _, ok := survive[k]; ok {
-			continue
+		if _, ok := survive[k]; !ok {
+			todo = append(todo, a)
 		}
-		rd := e.exec(ctx, "DEL", a, e.conf(nil), 0)
-		r.checkf(rd.ok(), "recovery DEL", "%s: %s", k, rd)
-		recovered++
 	}
+	recovered := len(todo)
+	work := make(chan att)
+	var rw sync.WaitGroup
+	for i := 0; i < b.workers; i++ {
+		rw.Add(1)
+		go func() {
+			defer rw.Done()
+			for a := range work {
+				rd := e.exec(ctx, "DEL", a, e.conf(nil), 0)
+				r.checkf(rd.ok(), "recovery DEL", "%s: %s", a.key(), rd)
+			}
+		}()
+	}
+	for _, a := range todo {
+		work <- a
+	}
+	close(work)
+	rw.Wait()
 	var valid []att
 	for _, a := range survive {
 		valid = append(valid, a)
@@ -242,8 +267,8 @@ func storm(ctx context.Context, bin string, b budget) *report {
 	if o, err := e.observe(); r.checkf(err == nil, "observe", "%v", err) {
 		r.check("baseline after final DEL", e.expectExactly(o, nil, nil)...)
 	}
-	r.stat("%d operations in %s with %d workers, %d SIGKILLed mid-run (%d ADD failures with a CNI error), %d recovery DELs, %d survivors kept through GC",
-		ops.Load(), stormTook.Round(time.Second), b.workers, kills.Load(), failures.Load(), recovered, len(survive))
+	r.stat("%d operations in %s with %d workers, %d SIGKILLed mid-run, %d ADDs failed with a CNI error (by code: %v), %d recovery DELs, %d survivors kept through GC",
+		ops.Load(), stormTook.Round(time.Second), b.workers, kills.Load(), failures.Load(), failCodes, recovered, len(survive))
 	a50, a95 := durStats(est["ADD"].d)
 	r.stat("unkilled ADD p50 %s p95 %s (last 64)", a50.Round(time.Millisecond), a95.Round(time.Millisecond))
 	return r
