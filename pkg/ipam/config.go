@@ -116,6 +116,14 @@ func loadConfig(stdin []byte, cniArgs string, needRanges bool) (*Config, error) 
 		return nil, invalid("podns-ipam: network config has no \"ipam\" section")
 	}
 	c := &Config{Name: n.Name, CNIVersion: n.CNIVersion, Routes: n.IPAM.Routes, ResolvConf: n.IPAM.ResolvConf, raw: n}
+	for i, r := range c.Routes {
+		if r == nil || r.Dst.IP == nil || r.Dst.Mask == nil {
+			return nil, invalid("podns-ipam: route %d has no destination", i)
+		}
+		if r.GW != nil && (r.GW.To4() == nil) != (r.Dst.IP.To4() == nil) {
+			return nil, invalid("podns-ipam: route %d to %s has a gateway %s of another family", i, r.Dst.String(), r.GW)
+		}
+	}
 	c.DataDir = n.IPAM.DataDir
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
