@@ -167,6 +167,16 @@ func add(args *skel.CmdArgs) (err error) {
 	if len(res.IPs) == 0 {
 		return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned no addresses", conf.IPAM.Type)
 	}
+	for _, r := range res.Routes {
+		if r == nil || r.Dst.IP == nil || r.Dst.Mask == nil {
+			return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned a route without a destination", conf.IPAM.Type)
+		}
+	}
+	for _, ipc := range res.IPs {
+		if ipc == nil || ipc.Address.IP == nil || ipc.Address.Mask == nil {
+			return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned an address entry without an address", conf.IPAM.Type)
+		}
+	}
 	if conf.IPMasq {
 		// Committed now, in parallel with the netlink work below; its
 		// socket's close (the kernel's grace period) overlaps it too.

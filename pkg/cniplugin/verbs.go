@@ -69,12 +69,16 @@ func del(args *skel.CmdArgs) error {
 	if err := <-hostDone; err != nil {
 		errs = append(errs, err)
 	}
+	empty, known := false, false
 	if conf.IPAM.Type != "" && len(errs) == 0 {
-		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
+		var err error
+		if empty, known, err = ipamcall.DelLeft(context.Background(), conf.IPAM.Type, args); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if mc != nil && len(errs) == 0 {
+	// Only when IPAM says the network is empty (or cannot say): the check
+	// lists the sets, which costs as much as the pods they hold.
+	if mc != nil && len(errs) == 0 && (empty || !known) {
 		// The network's last pod takes the chain and sets with it.
 		if err := mc.PruneIfEmpty(conf.Name); err != nil {
 			errs = append(errs, err)

@@ -152,20 +152,27 @@ func reuse(c *Config, held, static []netip.Addr) ([]netip.Addr, bool) {
 // CmdDel releases every address of (ContainerID, IfName). Releasing an
 // unknown attachment, or a network with no store, succeeds.
 func CmdDel(args *skel.CmdArgs) error {
+	_, err := Release(args)
+	return err
+}
+
+// Release is CmdDel that also tells whether the network has no
+// allocation left (so the caller can drop per-network state cheaply).
+func Release(args *skel.CmdArgs) (empty bool, err error) {
 	c, err := loadConfig(args.StdinData, args.Args, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	att, err := attachment(args)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !exists(c.Dir) && !exists(c.MigrateFrom) {
-		return nil
+		return true, nil
 	}
 	s, err := open(c)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer s.Close()
 	err = s.Update(func(tx *store.Tx) error {
@@ -177,9 +184,10 @@ func CmdDel(args *skel.CmdArgs) error {
 			// Adopted from an old host-local that recorded no ifname.
 			_, err = tx.ReleaseKeep(store.Attachment{ContainerID: att.ContainerID}, c.keepFree)
 		}
+		empty = tx.Empty()
 		return err
 	})
-	return storeErr("release "+att.String(), err)
+	return empty, storeErr("release "+att.String(), err)
 }
 
 // CmdCheck verifies that (ContainerID, IfName) holds an address in every
