@@ -5,6 +5,7 @@ cd "$REPO_ROOT"
 unformatted=$(gofmt -l $(git ls-files '*.go'))
 [[ -z $unformatted ]] || die "gofmt needed: $unformatted"
 go vet ./...
+(cd hack/bench && go vet ./...)
 cp go.mod /tmp/podns-go.mod.$$; cp go.sum /tmp/podns-go.sum.$$
 go mod tidy
 if ! diff -q go.mod /tmp/podns-go.mod.$$ >/dev/null || ! diff -q go.sum /tmp/podns-go.sum.$$ >/dev/null; then
