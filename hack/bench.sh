@@ -45,7 +45,11 @@ json=$out/bench-$mode.json
 args=(-json "$json" -podns "$bin")
 [[ $mode == quick ]] && args+=(-quick)
 log "bench ($mode), results in $out"
-"$tool/bench" "${args[@]}" "$@"
+# Exit 1 means a scenario failed (a plugin error): the report of the rest is
+# still written and turned into tables and a plot. 130 means interrupted.
+rc=0
+"$tool/bench" "${args[@]}" "$@" || rc=$?
+((rc == 0 || rc == 1)) || exit "$rc"
 
 "$tool/bench" report -in "$json" -md >"$out/bench-$mode.md"
 if "$tool/bench" plot -in "$json" -out "$out/bench-latency-vs-pods.png" 2>/dev/null; then
@@ -56,3 +60,4 @@ if [[ ${BENCH_UPDATE_DOCS:-0} == 1 ]]; then
 	[[ -f $out/bench-latency-vs-pods.png ]] && cp "$out/bench-latency-vs-pods.png" docs/bench-latency-vs-pods.png
 	log "docs/benchmarks.md and docs/bench-latency-vs-pods.png updated"
 fi
+exit "$rc"

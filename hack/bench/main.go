@@ -197,6 +197,10 @@ func cmdRun(args []string) int {
 	}
 	if runErr != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", runErr)
+		if errors.Is(runErr, errInterrupted) {
+			return 130
+		}
+		// A scenario failed; the report above still holds everything else.
 		return 1
 	}
 	return 0
