@@ -469,6 +469,18 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 		}(c)
 	}
 	wg.Wait()
+	// The CNI DEL runs while the holder and any stragglers are stopped: the
+	// pinned netns outlives them, and neither side waits on the other.
+	var (
+		delErr  error
+		delDone = make(chan struct{})
+	)
+	go func() {
+		defer close(delDone)
+		if pod.CNIAdded {
+			delErr = r.cniDel(ctx, pod)
+		}
+	}()
 	if pod.Holder != 0 {
 		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
 	}
@@ -493,9 +505,10 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	for _, pid := range nsutil.PidsInAnyNS(pinned) {
 		unix.Kill(pid, unix.SIGKILL)
 	}
+	<-delDone
 	var errs []error
 	if pod.CNIAdded {
-		if err := r.cniDel(ctx, pod); err != nil {
+		if err := delErr; err != nil {
 			if !force {
 				errs = append(errs, err)
 			} else {
