@@ -289,7 +289,9 @@ func setImpls(cfg *Config, r *Report, podnsDir, refDir, debDir string, selfCheck
 	return nil
 }
 
-// lockRun keeps two benches from measuring each other.
+// lockRun keeps two benches from measuring each other. A run that is still
+// exiting (its processes and namespaces take a moment to go) is waited for,
+// up to two minutes.
 func lockRun() (func(), error) {
 	if err := os.MkdirAll(stateRoot, 0o700); err != nil {
 		return nil, err
@@ -298,11 +300,20 @@ func lockRun() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, errors.New("another bench run holds " + f.Name())
+	for i := 0; ; i++ {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if i == 0 {
+			logf("waiting for another bench run to finish (%s)", f.Name())
+		}
+		if i >= 120 {
+			f.Close()
+			return nil, errors.New("another bench run holds " + f.Name())
+		}
+		time.Sleep(time.Second)
 	}
-	return func() { f.Close() }, nil
 }
 
 func repoRoot() string {
