@@ -568,6 +568,8 @@ func (c *Conn) Prune(network string) error { return c.prune(network, true) }
 func (c *Conn) PruneIfEmpty(network string) error { return c.prune(network, false) }
 
 func (c *Conn) prune(network string, thorough bool) error {
+	// Without the lock first: DEL must not serialise with every ADD on
+	// the exclusive lock when pods remain or ipMasq is off.
 	els, any, err := c.elementsAny(network)
 	if err != nil || len(els) > 0 || (!any && !thorough) {
 		return err
@@ -580,57 +582,60 @@ func (c *Conn) prune(network string, thorough bool) error {
 	if els, err := c.elements(network); err != nil || len(els) > 0 {
 		return err
 	}
-	legacy, err := c.legacyRules(network)
-	if err != nil || len(legacy) > 0 {
+	if legacy, err := c.legacyRules(network); err != nil || len(legacy) > 0 {
 		return err
-	}
-	// One transaction, so a crash cannot leave sets without their rule;
-	// object by object when some are gone already.
-	ch := &nftables.Chain{Name: ChainName(network), Table: table}
-	sets := []*nftables.Set{podSet(network, false), netSet(network, false), podSet(network, true), netSet(network, true)}
-	c.c.FlushChain(ch)
-	c.c.DelChain(ch)
-	for _, s := range sets {
-		c.c.DelSet(s)
-	}
-	if err := c.c.Flush(); err != nil {
-		if !isENOENT(err) {
-			return fmt.Errorf("delete chain %s and its sets: %w", ChainName(network), err)
-		}
-		c.c.FlushChain(ch)
-		c.c.DelChain(ch)
-		if err := c.c.Flush(); err != nil && !isENOENT(err) {
-			return fmt.Errorf("delete chain %s: %w", ChainName(network), err)
-		}
-		for _, s := range sets {
-			c.c.DelSet(s)
-			if err := c.c.Flush(); err != nil && !isENOENT(err) {
-				return fmt.Errorf("delete set %s: %w", s.Name, err)
-			}
-		}
 	}
 	chains, err := c.c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return fmt.Errorf("list chains: %w", err)
 	}
-	for _, ch := range chains {
-		if ch.Table.Name == TableName {
-			return nil
-		}
-	}
-	left, err := c.c.GetSets(table)
-	if err != nil {
-		if isENOENT(err) {
-			return nil
-		}
+	sets, err := c.c.GetSets(table)
+	if err != nil && !isENOENT(err) {
 		return fmt.Errorf("list sets: %w", err)
 	}
-	if len(left) > 0 {
+	// What of the table is this network's, and whether anything else is.
+	mine := map[string]bool{}
+	for _, fam := range []bool{false, true} {
+		mine[PodSetName(network, fam)], mine[NetSetName(network, fam)] = true, true
+	}
+	haveChain, others := false, false
+	var mySets []*nftables.Set
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		if ch.Name == ChainName(network) {
+			haveChain = true
+		} else {
+			others = true
+		}
+	}
+	for _, st := range sets {
+		if mine[st.Name] {
+			mySets = append(mySets, st)
+		} else {
+			others = true
+		}
+	}
+	tableExists := len(sets) > 0 || haveChain || err == nil
+	if !tableExists || (!haveChain && len(mySets) == 0 && others) {
 		return nil
 	}
-	c.c.DelTable(table)
+	// One transaction: a crash cannot leave sets without their rule.
+	if !others {
+		c.c.DelTable(table)
+	} else {
+		if haveChain {
+			ch := &nftables.Chain{Name: ChainName(network), Table: table}
+			c.c.FlushChain(ch)
+			c.c.DelChain(ch)
+		}
+		for _, st := range mySets {
+			c.c.DelSet(&nftables.Set{Table: table, Name: st.Name})
+		}
+	}
 	if err := c.c.Flush(); err != nil && !isENOENT(err) {
-		return fmt.Errorf("delete empty table %s: %w", TableName, err)
+		return fmt.Errorf("delete masquerade chain and sets of %s: %w", network, err)
 	}
 	return nil
 }
