@@ -134,6 +134,7 @@ func add(args *skel.CmdArgs) (err error) {
 	if _, err = link.CreateVeth(hostH, link.VethSpec{
 		HostName: hostName, PodName: args.IfName, PodNSFd: int(podNS),
 		MTU: conf.MTU, PodMAC: conf.MAC, MasterIndex: masterIdx,
+		HostNoIPv6: conf.Mode == netconf.ModeBridge,
 	}); err != nil {
 		if errors.Is(err, link.ErrPodIfExists) {
 			return codeErr(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: %v", err)
