@@ -350,7 +350,7 @@ func (e *netEnv) observe() (*observed, error) {
 // meanwhile (other pods are being wired all the time).
 func linkList() ([]netlink.Link, error) {
 	var err error
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 200; i++ {
 		var ls []netlink.Link
 		if ls, err = netlink.LinkList(); err == nil {
 			return ls, nil
@@ -358,7 +358,7 @@ func linkList() ([]netlink.Link, error) {
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			return nil, err
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Duration(5+randInt(20)) * time.Millisecond)
 	}
 	return nil, err
 }
