@@ -30,8 +30,8 @@ cleanup() {
 			;;
 		netns) ip netns del "$value" 2>/dev/null || true ;;
 		net)
-			ip -j link show 2>/dev/null | jq -r --arg a "podns net=$value " \
-				'.[] | select((.ifalias // "") | startswith($a)) | .ifname' |
+			ip -j link show 2>/dev/null | jq -r --arg n "net=$value" \
+				'.[] | select((.ifalias // "") | startswith("podns ") and (split(" ") | any(. == $n))) | .ifname' |
 				while read -r l; do ip link del "$l" 2>/dev/null || true; done
 			nft delete chain inet podns "masq-$value" 2>/dev/null || true
 			;;
