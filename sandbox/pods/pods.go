@@ -336,6 +336,7 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*starting, error) {
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}
 	cmd.Dir = "/" // hold no directory busy
+	cmd.Env = holderEnv(os.Environ())
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
@@ -343,6 +344,19 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*starting, error) {
 		return nil, fmt.Errorf("start holder %s: %w", r.SandboxBin, err)
 	}
 	return &starting{cmd: cmd, readyR: readyR, log: logPath}, nil
+}
+
+// holderEnv is env with the Go runtime told, before it starts, what the
+// holder's lean() would set later: one P from the first instruction means
+// fewer threads and per-P caches (about 0.1-0.2 MB less private memory).
+func holderEnv(env []string) []string {
+	out := make([]string, 0, len(env)+2)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GOGC=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "GOMAXPROCS=1", "GOGC=20")
 }
 
 func (r *Runtime) attachment(pod *state.Pod, p *spec.Pod) *cni.Attachment {
