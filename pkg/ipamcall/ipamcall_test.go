@@ -5,10 +5,15 @@ package ipamcall
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/podns/podns/pkg/testutil"
 )
 
 // A missing exec'd IPAM is a config error for ADD/DEL/CHECK/GC and "not
@@ -50,5 +55,51 @@ func TestInProcessDispatch(t *testing.T) {
 	var te *types.Error
 	if !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig {
 		t.Fatalf("got %v, want pkg/ipam's config error", err)
+	}
+}
+
+// refHostLocal is the reference host-local v1.10.0 that hack/deps.sh installs.
+const refHostLocal = "/usr/local/lib/cni-v1.10.0"
+
+// A foreign IPAM is exec'd with the CNI protocol: its result is decoded
+// into a current result, its error JSON comes back with its own code.
+func TestExecHostLocal(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := os.Stat(filepath.Join(refHostLocal, "host-local")); err != nil {
+		t.Skipf("reference host-local not installed (hack/deps.sh): %v", err)
+	}
+	t.Setenv("CNI_PATH", t.TempDir()+":"+refHostLocal)
+	t.Setenv("CNI_CONTAINERID", "c1")
+	t.Setenv("CNI_IFNAME", "eth0")
+	t.Setenv("CNI_NETNS", "/var/run/netns/none")
+	t.Setenv("CNI_ARGS", "")
+	dir := t.TempDir()
+	conf := func(subnet string) *skel.CmdArgs {
+		return &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.0.0","name":"n` +
+			`","type":"podns","ipam":{"type":"host-local","dataDir":"` + dir + `","ranges":[[{"subnet":"` + subnet + `"}]]}}`)}
+	}
+	ctx := context.Background()
+	args := conf("10.237.4.0/24")
+	t.Setenv("CNI_COMMAND", "ADD")
+	res, err := Add(ctx, "host-local", args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.IPs) != 1 || res.IPs[0].Address.String() != "10.237.4.2/24" {
+		t.Fatalf("result %+v", res)
+	}
+	if ips, ok, err := Addrs("host-local", args); ok || err != nil || ips != nil {
+		t.Fatalf("Addrs of an exec'd IPAM: %v %v %v", ips, ok, err)
+	}
+	if err := Del(ctx, "host-local", args); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "n", "10.237.4.2")); !os.IsNotExist(err) {
+		t.Fatalf("DEL left the allocation: %v", err)
+	}
+	_, err = Add(ctx, "host-local", conf("10.237.4.0/33"))
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code == 0 || !strings.Contains(te.Msg, "10.237.4.0/33") && !strings.Contains(te.Details, "10.237.4.0/33") {
+		t.Fatalf("host-local's error did not come back as a CNI error: %#v", err)
 	}
 }
