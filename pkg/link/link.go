@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -286,11 +287,13 @@ func EnableForwarding(v6 bool) error {
 }
 
 // List dumps all links. The kernel flags a dump that raced with a link
-// change as interrupted (common on a busy node); it is retried a few times
-// rather than trusting partial data.
+// change as interrupted (common on a busy node); it is retried rather than
+// trusting partial data. A node with thousands of links and hundreds of
+// link changes a second rarely gives a clean dump at once, so after a few
+// tries it pauses briefly between attempts (never on ADD's success path).
 func List(h *netlink.Handle) ([]netlink.Link, error) {
 	var err error
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 100; i++ {
 		var links []netlink.Link
 		links, err = h.LinkList()
 		if err == nil {
@@ -298,6 +301,9 @@ func List(h *netlink.Handle) ([]netlink.Link, error) {
 		}
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
+		}
+		if i >= 5 {
+			time.Sleep(time.Duration(i) * 100 * time.Microsecond)
 		}
 	}
 	return nil, fmt.Errorf("list links: %w", err)
