@@ -21,6 +21,7 @@ export CHAOS_MANIFEST="$work/resources"
 # the manifest, so nothing else on the machine is touched.
 cleanup() {
 	local kind value pid
+	set +e +o pipefail # best effort: one miss must not stop the rest
 	while read -r kind value; do
 		case $kind in
 		tag)
@@ -33,7 +34,12 @@ cleanup() {
 			ip -j link show 2>/dev/null | jq -r --arg n "net=$value" \
 				'.[] | select((.ifalias // "") | startswith("podns ") and (split(" ") | any(. == $n))) | .ifname' |
 				while read -r l; do ip link del "$l" 2>/dev/null || true; done
-			nft delete chain inet podns "masq-$value" 2>/dev/null || true
+			# The network's chain first (its rules use the sets), then its sets.
+			for kind in chain set; do
+				nft -j list table inet podns 2>/dev/null | jq -r --arg k "$kind" --arg s "-$value" \
+					'.nftables[] | select(has($k)) | .[$k].name | select(endswith($s))' |
+					while read -r obj; do nft delete "$kind" inet podns "$obj" 2>/dev/null || true; done
+			done
 			;;
 		bridge) ip link del "$value" 2>/dev/null || true ;;
 		dir)
