@@ -265,3 +265,57 @@ func TestLegacyRules(t *testing.T) {
 		t.Fatalf("chain left:\n%s", out)
 	}
 }
+
+// TestFirstAndLastRace: pods come and go on a network whose every DEL may
+// be its last and every ADD its first. A pruning DEL must never take the
+// chain, rule or set from under a pod that another ADD just added.
+func TestFirstAndLastRace(t *testing.T) {
+	testutil.RequireRoot(t)
+	netw := testutil.UniqueName("pnm")
+	t.Cleanup(func() {
+		_ = Remove(netw, func(Rule) bool { return true })
+		_ = Prune(netw)
+	})
+	const workers, rounds = 6, 15
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			errs <- func() error {
+				for r := 0; r < rounds; r++ {
+					id := fmt.Sprintf("w%d-%d", w, r)
+					ip := cidr(t, fmt.Sprintf("10.238.%d.%d/16", w, r+1))
+					c, err := Open()
+					if err != nil {
+						return err
+					}
+					if err := c.Add(netw, id, "eth0", "", []*net.IPNet{ip}); err != nil {
+						c.Close()
+						return fmt.Errorf("add %s: %w", id, err)
+					}
+					if err := Check(netw, id, "eth0", []*net.IPNet{ip}); err != nil {
+						c.Close()
+						return fmt.Errorf("check %s right after its ADD: %w", id, err)
+					}
+					if err := c.DelAddrs(netw, []net.IP{ip.IP}); err != nil {
+						c.Close()
+						return fmt.Errorf("del %s: %w", id, err)
+					}
+					err = c.PruneIfEmpty(netw)
+					c.Close()
+					if err != nil {
+						return fmt.Errorf("prune after %s: %w", id, err)
+					}
+				}
+				return nil
+			}()
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if out, err := nftList(t, "chain", "inet", TableName, ChainName(netw)); err == nil {
+		t.Fatalf("chain left after the last pod:\n%s", out)
+	}
+}
