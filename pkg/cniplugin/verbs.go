@@ -319,7 +319,13 @@ func gc(args *skel.CmdArgs) error {
 		errs = append(errs, err)
 	}
 	for _, l := range links {
-		if !link.OfNetwork(l.Attrs().Alias, conf.Name) || validLinks[l.Attrs().Name] {
+		if validLinks[l.Attrs().Name] {
+			continue
+		}
+		// The alias says whose a link is; a host veth without one was
+		// left by an ADD killed right after creating it.
+		if alias := l.Attrs().Alias; alias != "" && !link.OfNetwork(alias, conf.Name) ||
+			alias == "" && !link.IsHostVethOf(l, conf.Name) {
 			continue
 		}
 		if err := hostH.LinkDel(l); err != nil && !link.IsNotFound(err) {

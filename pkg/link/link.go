@@ -26,9 +26,27 @@ const AliasPrefix = "podns "
 // HostVethName is the host end's name for one attachment: derived from the
 // network, container ID and interface, so DEL and GC find it without the
 // pod's netns or any state.
+//
+// The name starts with the network's own prefix (HostVethPrefix), so GC can
+// still tell the network's links when a kill -9 between creating the veth
+// and setting its alias (the kernel ignores an alias in the create request)
+// left one without an alias.
 func HostVethName(network, containerID, ifname string) string {
 	h := sha256.Sum256([]byte(network + "\x00" + containerID + "\x00" + ifname))
-	return "pn" + hex.EncodeToString(h[:])[:11]
+	return HostVethPrefix(network) + hex.EncodeToString(h[:])[:9]
+}
+
+// HostVethPrefix is how the names of a network's host veths begin: "pn" and
+// four hex digits of the network name's digest.
+func HostVethPrefix(network string) string {
+	return "pn" + netHash(network)[:4]
+}
+
+// IsHostVethOf reports whether a link is one of network's host veths by its
+// name and type alone (for a link whose alias is missing).
+func IsHostVethOf(l netlink.Link, network string) bool {
+	name := l.Attrs().Name
+	return l.Type() == "veth" && len(name) == 15 && strings.HasPrefix(name, HostVethPrefix(network))
 }
 
 // netHash is a short digest of the network name: it leads the alias, so

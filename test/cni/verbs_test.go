@@ -174,7 +174,22 @@ func TestGC(t *testing.T) {
 		gc[k] = v
 	}
 	gc["cni.dev/valid-attachments"] = []types.GCAttachment{{ContainerID: keep.ID, IfName: "eth0"}}
+	// An ADD killed between creating its veth and setting its alias leaves
+	// a host veth with no alias: GC knows it by its name. A look-alike of
+	// another network, also without an alias, stays.
+	killed := link.HostVethName(n.Name, "killed-"+keep.ID, "eth0")
+	foreign := link.HostVethName(n.Name+"-other", "killed-"+keep.ID, "eth0")
+	for _, name := range []string{killed, foreign} {
+		run(t, "ip", "link", "add", name, "type", "veth", "peer", "name", testutil.UniqueName("tpeer"))
+		t.Cleanup(func() { _ = link.DeleteByName(&netlink.Handle{}, name) })
+	}
 	n.mustExec(Call{Cmd: "GC"}, gc.bytes(t))
+	if _, err := netlink.LinkByName(killed); err == nil {
+		t.Fatal("GC left a host veth of the network that has no alias")
+	}
+	if _, err := netlink.LinkByName(foreign); err != nil {
+		t.Fatalf("GC removed another network's host veth: %v", err)
+	}
 
 	if _, ok := n.hostVeth(stale1.ID, "eth0"); ok {
 		t.Fatal("GC left the stale host veth")
