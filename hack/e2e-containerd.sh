@@ -229,7 +229,10 @@ teardown() {
 # podns_nft_objects: "chain NAME" / "set NAME" lines for what podns keeps in
 # its shared table inet podns for our network (names end in -NETWORK).
 podns_nft_objects() {
-	nft -j list table inet podns 2>/dev/null | jq -r --arg s "-$NETNAME" '
+	local js
+	# No table at all (podns drops it with its last network) means nothing of ours.
+	js=$(nft -j list table inet podns 2>/dev/null) || return 0
+	jq -r --arg s "-$NETNAME" <<<"$js" '
 		.nftables[] | (.chain // .set // empty | select(.name | endswith($s)) | .name) as $n
 		| if has("chain") then "chain \($n)" else "set \($n)" end'
 	return 0
