@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podns/podns/pkg/atomicfile"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -134,35 +136,7 @@ func (s *Store) ContainerDir(podID, id string) string {
 // file because the rename is atomic in the page cache. Two fsyncs per record
 // were the largest part of runp on a disk-backed state dir.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if perm != 0o600 { // CreateTemp already made it 0600
-		if err := f.Chmod(perm); err != nil {
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return atomicfile.Write(path, data, perm, false)
 }
 
 func writeJSON(path string, v any) error {

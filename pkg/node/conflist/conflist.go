@@ -3,13 +3,14 @@
 package conflist
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+
+	"github.com/podns/podns/pkg/atomicfile"
 )
 
 // Params describe one node's network as the agent sees it.
@@ -104,50 +105,13 @@ func Render(p Params) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// WriteIfChanged writes data to path by temp file + fsync + rename in the
-// same directory, so a runtime never reads a half-written file. It reports
-// whether the file changed; an identical file is left untouched.
+// WriteIfChanged writes the conflist durably by temp file + rename, so a
+// runtime never reads a half-written file, and only when it changed; it
+// reports whether it wrote.
 func WriteIfChanged(path string, data []byte) (bool, error) {
-	old, err := os.ReadFile(path)
-	if err == nil && bytes.Equal(old, data) {
-		return false, nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("read %s: %w", path, err)
-	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, fmt.Errorf("create %s: %w", dir, err)
 	}
-	// The temp name must not end in .conflist/.conf/.json, or a runtime
-	// scanning the directory could load it.
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return false, fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return false, fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, fmt.Errorf("rename %s to %s: %w", tmp, path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return true, nil
+	return atomicfile.WriteIfChanged(path, data, 0o644)
 }

@@ -4,12 +4,11 @@
 package install
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/podns/podns/pkg/atomicfile"
 )
 
 // Binaries installs every regular executable file of src into dst and
@@ -52,34 +51,6 @@ func copyIfChanged(src, dst string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", src, err)
 	}
-	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
-		return false, nil
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("read %s: %w", dst, err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return false, fmt.Errorf("install %s: %w", dst, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := io.Copy(f, bytes.NewReader(data)); err != nil {
-		f.Close()
-		return false, fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Chmod(0o755); err != nil {
-		f.Close()
-		return false, fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return false, fmt.Errorf("rename %s to %s: %w", tmp, dst, err)
-	}
-	return true, nil
+	// Rename over the old binary: a plugin being exec'd meanwhile is never torn.
+	return atomicfile.WriteIfChanged(dst, data, 0o755)
 }
