@@ -190,11 +190,10 @@ func validIfName(name string) error {
 
 // K8sArgs are the pod identity fields kubelets and containerd pass in CNI_ARGS.
 type K8sArgs struct {
-	Namespace   string
-	Name        string
-	InfraID     string
-	UID         string
-	IgnoreUnkwn bool
+	Namespace string
+	Name      string
+	InfraID   string
+	UID       string
 }
 
 // ParseArgs reads CNI_ARGS ("K=V;K=V"). Unknown keys are accepted: runtimes
@@ -222,8 +221,6 @@ func ParseArgs(s string) (K8sArgs, error) {
 			a.InfraID = v
 		case "K8S_POD_UID":
 			a.UID = v
-		case "IgnoreUnknown":
-			a.IgnoreUnkwn = v == "1" || strings.EqualFold(v, "true")
 		}
 	}
 	return a, nil

@@ -69,7 +69,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Pod() != "kube-system/coredns-1" || a.InfraID != "abc" || a.UID != "u-1" || !a.IgnoreUnkwn {
+	if a.Pod() != "kube-system/coredns-1" || a.InfraID != "abc" || a.UID != "u-1" {
 		t.Fatalf("%+v", a)
 	}
 	if a, _ := ParseArgs(""); a.Pod() != "" {
