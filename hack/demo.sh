@@ -4,6 +4,26 @@
 source "$(dirname "$0")/lib.sh"
 require_root
 cd "$REPO_ROOT"
+
+# podns creates its bridge on the first ADD and, like the reference bridge
+# plugin, keeps it. When the demo is what made it, remove it at the end if
+# no pod is left on it, so the demo leaves the node as it found it.
+conf=$(ls "${CONF_DIR:-/etc/cni/net.d}"/*.conflist 2>/dev/null | head -n1 || true)
+bridge=""
+if [[ -n $conf ]]; then
+	bridge=$(jq -r '[.plugins[] | select(.type == "podns") | select((.mode // "bridge") == "bridge") | (.bridge // "podns0")][0] // empty' "$conf")
+fi
+bridge_was_there=0
+[[ -n $bridge ]] && ip link show "$bridge" >/dev/null 2>&1 && bridge_was_there=1
+remove_demo_bridge() {
+	[[ -n $bridge && $bridge_was_there == 0 ]] || return 0
+	ip link show "$bridge" >/dev/null 2>&1 || return 0
+	if [[ -z $(ip -o link show master "$bridge") ]]; then
+		ip link del "$bridge" && log "removed bridge $bridge, which the demo created"
+	fi
+}
+trap remove_demo_bridge EXIT
+
 log "part 1: a pod network namespace wired by the installed podns, driven by cnitool"
 hack/demo-cnitool.sh
 log "part 2: two pods with two containers each, through podnsctl and podns-sandbox"
