@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"strings"
 
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -69,8 +71,7 @@ func Run(o Options) {
 		if !ok || name == "" || strings.Contains(name, "..") {
 			Fail(ExitUsage, "bad sysctl %q (want name=value)", kv)
 		}
-		path := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
-		if err := os.WriteFile(path, []byte(val), 0); err != nil {
+		if _, err := sysctl.Sysctl(name, val); err != nil {
 			Fail(ExitSysctl, "sysctl %s=%s: %v", name, val, err)
 		}
 	}

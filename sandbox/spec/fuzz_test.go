@@ -51,7 +51,10 @@ func FuzzParsePod(f *testing.F) {
 			t.Fatalf("accepted pod pid mode TARGET")
 		}
 		for k := range p.Sysctls {
-			if strings.ContainsAny(k, "/\x00") || strings.Contains(k, "..") {
+			// Dotted form; a "/" stands for a dot inside a component
+			// (eth0/100), so no form may make an empty or ".." component.
+			if strings.Contains(k, "\x00") || strings.Contains(k, "..") || strings.Contains(k, "//") ||
+				strings.Contains(k, "./") || strings.Contains(k, "/.") || strings.HasPrefix(k, "/") {
 				t.Fatalf("sysctl %q could escape /proc/sys", k)
 			}
 			if !strings.HasPrefix(k, "net.") && !strings.HasPrefix(k, "kernel.") && !strings.HasPrefix(k, "fs.mqueue.") {

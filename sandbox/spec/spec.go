@@ -209,7 +209,7 @@ func ParsePod(data []byte) (*Pod, error) {
 		return nil, fmt.Errorf("invalid pod config: user namespaces are not supported")
 	}
 	for k, v := range cfg.GetLinux().GetSysctls() {
-		name := strings.ReplaceAll(k, "/", ".")
+		name := dottedSysctl(k)
 		if !sysctlName.MatchString(k) {
 			return nil, fmt.Errorf("invalid pod config: sysctl name %q", k)
 		}
@@ -240,6 +240,18 @@ func ParsePod(data []byte) (*Pod, error) {
 
 // namespacedSysctl is the kubelet's list of sysctls that live in a pod's
 // network or IPC namespace; anything else would be written to the host.
+// dottedSysctl puts a sysctl name in the kubelet's dotted form. A name
+// whose first separator is "/" is in the path form, where a dot belongs to
+// a component ("net/ipv4/conf/eth0.100/rp_filter"): dots and slashes swap,
+// giving "net.ipv4.conf.eth0/100.rp_filter", which the holder's sysctl
+// writer (plugins' pkg/utils/sysctl) maps back to the right /proc/sys path.
+func dottedSysctl(name string) string {
+	if i := strings.IndexAny(name, "./"); i >= 0 && name[i] == '/' {
+		return strings.NewReplacer(".", "/", "/", ".").Replace(name)
+	}
+	return name
+}
+
 func namespacedSysctl(name string) bool {
 	for _, p := range []string{"net.", "kernel.shm", "kernel.msg", "fs.mqueue."} {
 		if strings.HasPrefix(name, p) {

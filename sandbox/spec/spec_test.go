@@ -87,3 +87,18 @@ func TestParseContainer(t *testing.T) {
 		}
 	}
 }
+
+// TestSysctlNamesWithDottedInterfaces: a VLAN interface's name has a dot, so
+// both the dotted form (eth0/100) and the path form (eth0.100) must name
+// net/ipv4/conf/eth0.100/..., the kubelet's rule.
+func TestSysctlNamesWithDottedInterfaces(t *testing.T) {
+	for _, in := range []string{"net.ipv4.conf.eth0/100.rp_filter", "net/ipv4/conf/eth0.100/rp_filter"} {
+		p, err := ParsePod([]byte(`{"metadata":{"name":"x","namespace":"d","uid":"u"},"linux":{"sysctls":{"` + in + `":"1"}}}`))
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if _, ok := p.Sysctls["net.ipv4.conf.eth0/100.rp_filter"]; !ok || len(p.Sysctls) != 1 {
+			t.Fatalf("%s parsed as %v, want net.ipv4.conf.eth0/100.rp_filter", in, p.Sysctls)
+		}
+	}
+}
