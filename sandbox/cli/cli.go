@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/sandbox/cni"
+	"github.com/podns/podns/sandbox/container"
 	"github.com/podns/podns/sandbox/nsutil"
 	"github.com/podns/podns/sandbox/pods"
 	"github.com/podns/podns/sandbox/spec"
@@ -298,14 +299,10 @@ func (a *app) run(args []string) (int, error) {
 		}
 	}()
 	err = shim.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), nil
+	if code, ok := container.ExitStatus(err); ok {
+		return code, nil
 	}
-	if err != nil {
-		return 1, err
-	}
-	return 0, nil
+	return 1, err
 }
 
 func (a *app) exec(args []string) (int, error) {

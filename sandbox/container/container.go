@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/podns/podns/pkg/atomicfile"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/sandbox/cgroups"
@@ -91,24 +93,36 @@ func Shim() {
 	}()
 	code := exitCode(cmd.Wait())
 	if cfg.ExitFile != "" {
-		writeAtomic(cfg.ExitFile, []byte(strconv.Itoa(code)+"\n"))
+		if err := atomicfile.Write(cfg.ExitFile, []byte(strconv.Itoa(code)+"\n"), 0o600, false); err != nil {
+			fmt.Fprintf(os.Stderr, "podns-sandbox shim: record exit status: %v\n", err)
+		}
 	}
 	os.Exit(code)
 }
 
-// exitCode maps a Wait result to a shell-style status (128+signal).
+// exitCode maps a Wait result to a shell-style status (128+signal), 255
+// when the command could not be waited for at all.
 func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ee.ExitCode()
+	if code, ok := ExitStatus(err); ok {
+		return code
 	}
 	return 255
+}
+
+// ExitStatus is the shell-style status (0, the exit code, or 128+signal)
+// of a Wait result; ok is false when err is not about the process's exit.
+func ExitStatus(err error) (code int, ok bool) {
+	if err == nil {
+		return 0, true
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return 0, false
+	}
+	if ws, wok := ee.Sys().(syscall.WaitStatus); wok && ws.Signaled() {
+		return 128 + int(ws.Signal()), true
+	}
+	return ee.ExitCode(), true
 }
 
 // startInit forks the init step inside the pod's namespaces, puts it in the
@@ -319,12 +333,4 @@ func readJSON(fd int, v any) error {
 	}
 	defer f.Close()
 	return json.NewDecoder(f).Decode(v)
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

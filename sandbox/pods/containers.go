@@ -439,15 +439,8 @@ func (r *Runtime) Exec(ref string, args []string, stdio *Stdio) (int, error) {
 		cgroups.Add(ctr.Cgroup, cmd.Process.Pid)
 	}
 	err = cmd.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
+	if code, ok := container.ExitStatus(err); ok {
+		return code, nil
 	}
-	if err != nil {
-		return -1, err
-	}
-	return 0, nil
+	return -1, err
 }
