@@ -131,21 +131,18 @@ func add(args *skel.CmdArgs) (err error) {
 	}
 
 	hostName := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
-	if _, err = link.CreateVeth(hostH, link.VethSpec{
+	hostLink, err := link.CreateVeth(hostH, link.VethSpec{
 		HostName: hostName, PodName: args.IfName, PodNSFd: int(podNS),
 		MTU: conf.MTU, PodMAC: conf.MAC, MasterIndex: masterIdx,
 		HostNoIPv6: conf.Mode == netconf.ModeBridge,
-	}); err != nil {
+	})
+	if err != nil {
 		if errors.Is(err, link.ErrPodIfExists) {
 			return codeErr(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME: %v", err)
 		}
 		return err
 	}
 	rollback.push(func() error { return link.DeleteByName(hostH, hostName) })
-	hostLink, err := hostH.LinkByName(hostName)
-	if err != nil {
-		return fmt.Errorf("look up host veth %s: %w", hostName, err)
-	}
 	// The alias names the attachment (and pod) for GC and for people.
 	if err = hostH.LinkSetAlias(hostLink, link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod())); err != nil {
 		return fmt.Errorf("set alias of %s: %w", hostName, err)
@@ -159,7 +156,14 @@ func add(args *skel.CmdArgs) (err error) {
 	ctx := context.Background()
 	// The spec wants a delegate DEL'd even when its ADD failed: it may have
 	// kept part of an allocation.
-	rollback.push(func() error { return ipamcall.Del(ctx, conf.IPAM.Type, args) })
+	// The links go before the lease, as in DEL: an address is never handed
+	// out again while this pod's interface and host route still hold it.
+	rollback.push(func() error {
+		if err := link.DeleteByName(hostH, hostName); err != nil {
+			return err
+		}
+		return ipamcall.Del(ctx, conf.IPAM.Type, args)
+	})
 	var m *asyncMasq
 	res, err := ipamcall.Add(ctx, conf.IPAM.Type, args)
 	if err != nil {

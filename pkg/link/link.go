@@ -215,7 +215,9 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (netlink.Link, error) {
 	if !s.HostNoIPv6 {
 		la.Flags = net.FlagUp
 	}
-	la.MasterIndex = s.MasterIndex
+	// The MAC is chosen here so the returned link carries it (the result
+	// reports it) without a lookup after the create.
+	la.HardwareAddr = randomMAC()
 	v := &netlink.Veth{
 		LinkAttrs:        la,
 		PeerName:         s.PodName,
@@ -234,6 +236,15 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (netlink.Link, error) {
 			return nil, fmt.Errorf("%s in the pod netns: %w", s.PodName, ErrPodIfExists)
 		}
 		return nil, fmt.Errorf("create veth %s/%s: %w", s.HostName, s.PodName, err)
+	}
+	// The kernel cannot enslave in the create request (netlink would send a
+	// second request itself and return its error with the pair left behind),
+	// so the bridge port is set here, where a failure can delete the pair.
+	if s.MasterIndex != 0 {
+		if err := h.LinkSetMasterByIndex(v, s.MasterIndex); err != nil {
+			_ = h.LinkDel(v)
+			return nil, fmt.Errorf("attach %s to bridge %d: %w", s.HostName, s.MasterIndex, err)
+		}
 	}
 	if s.HostNoIPv6 {
 		f := "/proc/sys/net/ipv6/conf/" + s.HostName + "/disable_ipv6"
