@@ -256,10 +256,19 @@ func add(args *skel.CmdArgs) (err error) {
 				return err
 			}
 		}
-		if routed || conf.Gateway || conf.IPMasq {
+	}
+	// Read (and, on a fresh node, write) once per family, not per address.
+	if routed || conf.Gateway || conf.IPMasq {
+		done := map[bool]bool{}
+		for _, ipc := range res.IPs {
+			v6 := ipc.Address.IP.To4() == nil
+			if done[v6] {
+				continue
+			}
 			if err = link.EnableForwarding(v6); err != nil {
 				return err
 			}
+			done[v6] = true
 		}
 	}
 

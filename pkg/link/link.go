@@ -297,6 +297,9 @@ func AddAddr(h *netlink.Handle, l netlink.Link, ipn *net.IPNet) error {
 
 // EnableForwarding turns on IPv4 or IPv6 forwarding in the current netns,
 // writing only when it is off.
+//
+// plugins' pkg/ip has the same helper, but importing it links iptables,
+// knftables and ethtool packages into every ADD's process start.
 func EnableForwarding(v6 bool) error {
 	f := "/proc/sys/net/ipv4/ip_forward"
 	if v6 {

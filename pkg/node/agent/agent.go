@@ -13,9 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +30,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/podns/podns/pkg/link"
 	"github.com/podns/podns/pkg/node/conflist"
 	"github.com/podns/podns/pkg/node/masq"
 	"github.com/podns/podns/pkg/node/routes"
@@ -411,19 +410,8 @@ func uplinkMTU(name string, ips []netip.Addr) (int, error) {
 // routing between nodes is what the agent is for.
 func enableForwarding(cidrs []netip.Prefix) error {
 	for _, c := range cidrs {
-		path := "/proc/sys/net/ipv4/ip_forward"
-		if c.Addr().Is6() {
-			path = "/proc/sys/net/ipv6/conf/all/forwarding"
-		}
-		cur, err := os.ReadFile(path)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", path, err)
-		}
-		if strings.TrimSpace(string(cur)) == "1" {
-			continue
-		}
-		if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-			return fmt.Errorf("enable forwarding (%s): %w", path, err)
+		if err := link.EnableForwarding(c.Addr().Is6()); err != nil {
+			return err
 		}
 	}
 	return nil
