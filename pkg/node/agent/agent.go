@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -132,8 +134,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { trigger() },
-		UpdateFunc: func(old, cur any) { trigger() },
+		AddFunc: func(any) { trigger() },
+		// Nodes update their status every few seconds; only a change of
+		// what the agent reads (name, pod CIDRs, InternalIPs) needs work.
+		UpdateFunc: func(old, cur any) {
+			o, okO := old.(*corev1.Node)
+			c, okC := cur.(*corev1.Node)
+			if okO && okC {
+				on, _ := fromNode(o)
+				cn, _ := fromNode(c)
+				if reflect.DeepEqual(on, cn) {
+					return
+				}
+			}
+			trigger()
+		},
 		DeleteFunc: func(any) { trigger() },
 	}); err != nil {
 		return fmt.Errorf("add node event handler: %w", err)
@@ -264,7 +279,13 @@ func (a *Agent) reconcileOnce(lister listersv1.NodeLister) error {
 	if err := a.syncRoutes(nodes); err != nil {
 		errs = append(errs, err)
 	}
-	if a.cfg.Masquerade && self != nil && len(self.PodCIDRs) > 0 {
+	if !a.cfg.Masquerade {
+		// A table an earlier run with --masquerade made must not keep
+		// masquerading after it was switched off.
+		if err := a.dropMasq(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if self != nil && len(self.PodCIDRs) > 0 {
 		cluster := append([]netip.Prefix(nil), a.cfg.ClusterCIDRs...)
 		for _, n := range nodes {
 			cluster = append(cluster, n.PodCIDRs...)
@@ -331,6 +352,15 @@ func (a *Agent) syncRoutes(nodes []routes.Node) error {
 	a.m.routeConflicts.Set(float64(len(res.Plan.Conflicts)))
 	a.m.routes.Set(float64(res.Owned))
 	return errors.Join(res.Errors...)
+}
+
+func (a *Agent) dropMasq() error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	defer c.CloseLasting()
+	return masq.Delete(c)
 }
 
 func (a *Agent) syncMasq(r masq.Rules) error {
