@@ -267,19 +267,14 @@ func setup(cfg *InitConfig) error {
 	return nil
 }
 
-// dropNamespacePins unmounts every nsfs mount in this mount namespace.
+// dropNamespacePins unmounts every nsfs mount in this mount namespace: the
+// copies of other pods' pins would keep their namespaces alive.
 func dropNamespacePins() error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	pins, err := nsutil.Mounts(func(_, fstype string) bool { return fstype == "nsfs" })
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 1 || g[0] != "nsfs" {
-			continue
-		}
-		mp := strings.ReplaceAll(f[4], `\040`, " ")
+	for _, mp := range pins {
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("drop namespace pin %s: %w", mp, err)
 		}

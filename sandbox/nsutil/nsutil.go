@@ -91,22 +91,29 @@ func Unpin(dst string) error {
 // MountsUnder lists mount points at or below dir from this process's
 // mountinfo, deepest first, so crashed runs' pins can be found and removed.
 func MountsUnder(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	return Mounts(func(mp, _ string) bool { return mp == dir || strings.HasPrefix(mp, dir+"/") })
+}
+
+// Mounts lists the mount points of this mount namespace that keep accepts
+// (given the unescaped mount point and the filesystem type), innermost
+// first, so they can be unmounted in order.
+func Mounts(keep func(mountpoint, fstype string) bool) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	dir = filepath.Clean(dir)
 	var out []string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, tail := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(tail) < 1 {
 			continue
 		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+		if mp := unescapeMount(fields[4]); keep(mp, tail[0]) {
 			out = append(out, mp)
 		}
 	}

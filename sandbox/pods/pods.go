@@ -499,9 +499,10 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
 	}
 	// A runp killed before it recorded the holder's PID left a holder only
-	// its command line names. Once a pod is past creating, its holder is in
-	// the record and the scan of every command line is not needed.
-	if pod.Phase == state.PhaseCreating {
+	// its command line names. Once the holder is in the record (a failed
+	// runp cleaning up after itself, or any pod past creating), the scan
+	// of every command line is not needed.
+	if pod.Phase == state.PhaseCreating && pod.Holder == 0 {
 		for _, pid := range holdersOf(pod.ID) {
 			stopProcess(pid, 0, r.StopTimeout)
 		}
