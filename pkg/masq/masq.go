@@ -349,7 +349,12 @@ func (c *Conn) DelAddrs(network string, ips []net.IP) error {
 		}
 	}
 	err := c.c.Flush()
-	if err == nil || !isENOENT(err) {
+	if err == nil || !isENOENT(err) || len(ips) == 1 {
+		// With one element, ENOENT already says all there is: it is gone
+		// (or ipMasq is off); the one-by-one retry would resend the same.
+		if isENOENT(err) {
+			return nil
+		}
 		return wrapDel(err)
 	}
 	// Some element or set is missing (a DEL repeated, ipMasq switched on
