@@ -5,9 +5,11 @@ source "$(dirname "$0")/lib.sh"
 require_root
 cd "$REPO_ROOT"
 
-# podns creates its bridge on the first ADD and, like the reference bridge
-# plugin, keeps it. When the demo is what made it, remove it at the end if
-# no pod is left on it, so the demo leaves the node as it found it.
+# podns creates its bridge (and its masquerade chain and sets) on the first
+# ADD and, like the reference bridge plugin, keeps them after the last DEL.
+# When the demo is what made the bridge, and no pod is left on it, remove
+# it, and let CNI GC (a 1.1.0 verb: the conflist is sent as 1.1.0) drop the
+# network's nftables state, so the demo leaves the node as it found it.
 conf=$(ls "${CONF_DIR:-/etc/cni/net.d}"/*.conflist 2>/dev/null | head -n1 || true)
 bridge=""
 if [[ -n $conf ]]; then
@@ -18,9 +20,17 @@ bridge_was_there=0
 remove_demo_bridge() {
 	[[ -n $bridge && $bridge_was_there == 0 ]] || return 0
 	ip link show "$bridge" >/dev/null 2>&1 || return 0
-	if [[ -z $(ip -o link show master "$bridge") ]]; then
-		ip link del "$bridge" && log "removed bridge $bridge, which the demo created"
+	[[ -z $(ip -o link show master "$bridge") ]] || return 0
+	ip link del "$bridge" && log "removed bridge $bridge, which the demo created"
+	local gcdir
+	gcdir=$(mktemp -d)
+	jq '.cniVersion = "1.1.0"' "$conf" >"$gcdir/$(basename "$conf")"
+	if NETCONFPATH=$gcdir CNI_PATH=${PREFIX_BIN:-/opt/cni/bin} cnitool gc "$(jq -r .name "$conf")" /nonexistent; then
+		log "CNI GC: no pod left; the network's masquerade chain and sets removed"
+	else
+		log "warning: CNI GC of the demo network failed; its chain may be left in table inet podns"
 	fi
+	rm -rf "$gcdir"
 }
 trap remove_demo_bridge EXIT
 

@@ -15,15 +15,18 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podns/podns/pkg/finisher"
 	"github.com/podns/podns/pkg/ipamcall"
 	"github.com/podns/podns/pkg/link"
 	"github.com/podns/podns/pkg/masq"
 	"github.com/podns/podns/pkg/netconf"
 )
 
-// Del is CNI DEL: release IPAM, remove the host veth (and with it the pod
-// end) and the masquerade rules. Nothing here needs the pod's netns, so it
-// works the same when the netns, link or lease is already gone.
+// Del is CNI DEL: remove the host veth (and with it the pod end) and the
+// masquerade elements, then release IPAM. Nothing here needs the pod's
+// netns, so it works the same when the netns, link or lease is already
+// gone. The network's chain and sets stay, like its bridge, for the next
+// pod; CNI GC removes them once no attachment is left.
 func Del(args *skel.CmdArgs) error { return toCNI(del(args)) }
 
 func del(args *skel.CmdArgs) error {
@@ -38,11 +41,29 @@ func del(args *skel.CmdArgs) error {
 
 	// Links and masquerade go first, the lease last: an address must not
 	// be handed to a new pod while the old pod's interface or element still
-	// holds it. The host veth's delete (the kernel waits for RCU grace
-	// periods there) runs alongside the masquerade delete.
+	// holds it.
+	hostH := &netlink.Handle{}
 	host := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
-	hostDone := make(chan error, 1)
-	go func() { hostDone <- link.DeleteByName(&netlink.Handle{}, host) }()
+	hostIdx := 0
+	if l, err := hostH.LinkByName(host); err == nil {
+		hostIdx = l.Attrs().Index
+	} else if !link.IsNotFound(err) {
+		return fmt.Errorf("look up %s: %w", host, err)
+	}
+	// The kernel's slow part of deleting the veth (and of releasing the
+	// nftables socket) is left to a child started now, so its start
+	// overlaps the masquerade work below.
+	var finStarted chan *finisher.Child
+	if hostIdx > 0 {
+		finStarted = make(chan *finisher.Child, 1)
+		go func() {
+			fin, err := finisher.Start()
+			if err != nil {
+				log.Warn("no finisher; deleting in-process", "err", err)
+			}
+			finStarted <- fin
+		}()
+	}
 
 	var errs []error
 	// Always look: ipMasq may have been switched off since ADD.
@@ -50,7 +71,11 @@ func del(args *skel.CmdArgs) error {
 	if err != nil {
 		errs = append(errs, err)
 	} else {
-		defer mc.Close()
+		defer func() {
+			if mc != nil {
+				mc.Close()
+			}
+		}()
 		ips, ok, lerr := ipamcall.Addrs(conf.IPAM.Type, args)
 		switch {
 		case lerr != nil:
@@ -66,21 +91,36 @@ func del(args *skel.CmdArgs) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := <-hostDone; err != nil {
-		errs = append(errs, err)
+
+	var fin *finisher.Child
+	if finStarted != nil {
+		fin = <-finStarted
 	}
-	empty, known := false, false
-	if conf.IPAM.Type != "" && len(errs) == 0 {
-		var err error
-		if empty, known, err = ipamcall.DelLeft(context.Background(), conf.IPAM.Type, args); err != nil {
+	switch {
+	case fin != nil:
+		var held []int
+		if mc != nil {
+			if fd, err := mc.Dup(); err == nil {
+				held = append(held, fd)
+			}
+		}
+		if err := fin.DeleteLink(hostIdx, held...); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", host, err))
+		}
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	case hostIdx > 0:
+		if err := link.DeleteByName(hostH, host); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	// Only when IPAM says the network is empty (or cannot say): the check
-	// lists the sets, which costs as much as the pods they hold.
-	if mc != nil && len(errs) == 0 && (empty || !known) {
-		// The network's last pod takes the chain and sets with it.
-		if err := mc.PruneIfEmpty(conf.Name); err != nil {
+	if mc != nil {
+		mc.Close()
+		mc = nil
+	}
+	if conf.IPAM.Type != "" && len(errs) == 0 {
+		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
 			errs = append(errs, err)
 		}
 	}

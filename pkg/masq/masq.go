@@ -27,6 +27,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,16 +126,44 @@ func parseComment(c string) (Rule, bool) {
 // Conn is one nftables netlink socket used for a verb's whole masquerade
 // work. Closing it makes the kernel finish the committed transaction's
 // destruction work (an RCU grace period, several ms): callers close it in
-// the background while they do other work, and wait for it before exit.
-type Conn struct{ c *nftables.Conn }
+// the background while they do other work, or hand a duplicate of the
+// socket (Dup) to a process that outlives them (pkg/finisher).
+type Conn struct {
+	c  *nftables.Conn
+	nl *netlink.Conn
+}
 
 // Open dials the socket.
 func Open() (*Conn, error) {
-	c, err := nftables.New(nftables.AsLasting())
+	mc := &Conn{}
+	keep := func(nc *netlink.Conn) error { mc.nl = nc; return nil }
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(keep))
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &Conn{c: c}, nil
+	mc.c = c
+	return mc, nil
+}
+
+// Dup returns a new descriptor of the connection's socket; the caller
+// closes it. While any copy is open the kernel does not release the socket.
+func (c *Conn) Dup() (int, error) {
+	if c.nl == nil {
+		return -1, errors.New("nftables socket not open")
+	}
+	rc, err := c.nl.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("nftables socket: %w", err)
+	}
+	fd := -1
+	cerr := rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if cerr != nil {
+		return -1, fmt.Errorf("nftables socket: %w", cerr)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("dup nftables socket: %w", err)
+	}
+	return fd, nil
 }
 
 // Close closes the socket (this is where the kernel's grace period is paid).

@@ -291,9 +291,9 @@ func (n *testNet) masqRules() []masq.Rule {
 	return as
 }
 
-// assertNoState checks that nothing of this network is left: no host
-// veths, no allocations, no masquerade rules; and that netns (if given) has
-// nothing but lo.
+// assertNoState checks that nothing of this network's pods is left: no
+// host veths, no allocations, no masquerade elements; and that netns (if
+// given) has nothing but lo. The network's own chain and sets may stay.
 func (n *testNet) assertNoState(ns string) {
 	n.t.Helper()
 	links, err := link.List(&netlink.Handle{})
@@ -311,19 +311,27 @@ func (n *testNet) assertNoState(ns string) {
 	if r := n.masqRules(); len(r) > 0 {
 		n.t.Errorf("masquerade rules left behind: %v", r)
 	}
-	// The network's last pod takes its chain and sets with it.
-	for _, obj := range [][]string{{"chain", masq.ChainName(n.Name)}, {"set", masq.PodSetName(n.Name, false)},
-		{"set", masq.PodSetName(n.Name, true)}, {"set", masq.NetSetName(n.Name, false)}, {"set", masq.NetSetName(n.Name, true)}} {
-		if out, err := exec.Command("nft", "list", obj[0], "inet", masq.TableName, obj[1]).CombinedOutput(); err == nil {
-			n.t.Errorf("nftables %s %s left behind:\n%s", obj[0], obj[1], out)
-		}
-	}
 	if ns != "" {
 		out := inNS(n.t, ns, "ip", "-o", "link", "show")
 		if strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "lo:") {
 			n.t.Errorf("netns %s has more than lo:\n%s", ns, out)
 		}
 	}
+}
+
+// hasChain reports whether the network's masquerade chain and sets exist:
+// DEL leaves them (like the bridge) for the next pod; GC with no valid
+// attachment removes them.
+func (n *testNet) hasChain() (chain bool, sets []string) {
+	n.t.Helper()
+	chain = exec.Command("nft", "list", "chain", "inet", masq.TableName, masq.ChainName(n.Name)).Run() == nil
+	for _, name := range []string{masq.PodSetName(n.Name, false), masq.PodSetName(n.Name, true),
+		masq.NetSetName(n.Name, false), masq.NetSetName(n.Name, true)} {
+		if exec.Command("nft", "list", "set", "inet", masq.TableName, name).Run() == nil {
+			sets = append(sets, name)
+		}
+	}
+	return chain, sets
 }
 
 // libcniConfig wraps a plugin list around confs for libcni and cnitool.

@@ -205,10 +205,19 @@ func TestGC(t *testing.T) {
 	}
 	ping(t, keep.NS, keep.gw(false).String())
 
+	// DEL leaves the network's chain and sets for the next pod.
+	n.mustExec(Call{Cmd: "DEL", ContainerID: keep.ID, Netns: keep.Path, IfName: "eth0"}, conf)
+	if chain, sets := n.hasChain(); !chain || len(sets) != 4 {
+		t.Fatalf("after the last DEL: chain %v, sets %v; want the chain and 4 sets kept", chain, sets)
+	}
 	// GC with nothing valid empties the network, chain included.
+	keep = n.add(conf)
 	gc["cni.dev/valid-attachments"] = []types.GCAttachment{}
 	n.mustExec(Call{Cmd: "GC"}, gc.bytes(t))
 	n.assertNoState("")
+	if chain, sets := n.hasChain(); chain || len(sets) > 0 {
+		t.Fatalf("after GC with nothing valid: chain %v, sets %v left", chain, sets)
+	}
 	// GC only looks at its own network: a link of another network stays.
 	other := newTestNet(t)
 	op := other.add(other.conf("1.1.0", true, false).bytes(t))
