@@ -10,11 +10,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -164,34 +164,57 @@ func createAtomically(path string) error {
 	return nil
 }
 
-// lockFile takes an exclusive flock on path, polling with short jittered
-// sleeps: a store transaction lasts milliseconds, so waiters get in quickly
-// and none blocks in the kernel past the deadline.
+// lockFile takes an exclusive flock on path. A waiter blocks in the kernel,
+// so it is woken the moment the holder lets go (a store transaction lasts a
+// millisecond; sleeping and polling made 64 parallel ADDs wait several
+// times that). The blocking call runs on a goroutine of its own, so the
+// deadline still holds: a waiter that gives up leaves the goroutine to
+// close the file (and with it any lock it gets later).
 func lockFile(path string, timeout time.Duration) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
-	deadline := time.Now().Add(timeout)
-	sleep := 500 * time.Microsecond
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return f, nil
+	fd := int(f.Fd())
+	err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	if err == nil {
+		return f, nil
+	}
+	if err != unix.EWOULDBLOCK && err != unix.EINTR {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	const waiting, taken, abandoned = 0, 1, 2
+	var state atomic.Int32
+	got := make(chan error, 1)
+	go func() {
+		var err error
+		for {
+			if err = unix.Flock(fd, unix.LOCK_EX); err != unix.EINTR {
+				break
+			}
 		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+		if !state.CompareAndSwap(waiting, taken) {
+			f.Close() // the waiter gave up
+			return
 		}
-		if time.Now().After(deadline) {
-			f.Close()
+		got <- err
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err = <-got:
+	case <-timer.C:
+		if state.CompareAndSwap(waiting, abandoned) {
 			return nil, fmt.Errorf("lock %s after %s: %w", path, timeout, ErrLocked)
 		}
-		time.Sleep(sleep/2 + rand.N(sleep))
-		if sleep < 8*time.Millisecond {
-			sleep *= 2
-		}
+		err = <-got // taken just as the deadline passed
 	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Close releases the database and the lock.
