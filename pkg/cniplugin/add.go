@@ -104,7 +104,13 @@ func add(args *skel.CmdArgs) (err error) {
 		return fmt.Errorf("netlink in %s: %w", args.Netns, err)
 	}
 	defer podH.Close()
-	hostH := &netlink.Handle{}
+	// One socket for the host's requests (a zero Handle opens, binds and
+	// closes one per request).
+	hostH, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer hostH.Close()
 
 	var rollback undo
 	defer func() {
@@ -112,6 +118,39 @@ func add(args *skel.CmdArgs) (err error) {
 			rollback.run(log)
 		}
 	}()
+
+	// podns-ipam runs in this process, alongside the bridge and veth work
+	// (an exec'd IPAM runs after it, as before). Its rollback is pushed
+	// first, so it runs last: the lease goes after the links. A repeated
+	// ADD that fails because the attachment is still wired must not
+	// release what the first ADD holds: only a fresh allocation, or one
+	// whose interface this ADD replaced, is released.
+	ctx := context.Background()
+	parallelIPAM := ipamcall.InProcess(conf.IPAM.Type)
+	vethMade := false
+	var ipamOut *ipamOutcome
+	var ipamDone chan ipamOutcome
+	waitIPAM := func() ipamOutcome {
+		if ipamOut == nil {
+			o := <-ipamDone
+			ipamOut = &o
+		}
+		return *ipamOut
+	}
+	if parallelIPAM {
+		ipamDone = make(chan ipamOutcome, 1)
+		go func() {
+			var o ipamOutcome
+			o.res, o.fresh, o.err = ipamcall.AddFresh(ctx, conf.IPAM.Type, args)
+			ipamDone <- o
+		}()
+		rollback.push(func() error {
+			if o := waitIPAM(); !o.fresh && !vethMade {
+				return nil
+			}
+			return ipamcall.Del(ctx, conf.IPAM.Type, args)
+		})
+	}
 
 	var br *netlink.Bridge
 	masterIdx := 0
@@ -142,6 +181,7 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 		return err
 	}
+	vethMade = true
 	rollback.push(func() error { return link.DeleteByName(hostH, hostName) })
 	// The alias names the attachment (and pod) for GC and for people.
 	if err = hostH.LinkSetAlias(hostLink, link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod())); err != nil {
@@ -153,22 +193,27 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 	}
 
-	ctx := context.Background()
-	// The spec wants a delegate DEL'd even when its ADD failed: it may have
-	// kept part of an allocation.
-	// The links go before the lease, as in DEL: an address is never handed
-	// out again while this pod's interface and host route still hold it.
-	rollback.push(func() error {
-		if err := link.DeleteByName(hostH, hostName); err != nil {
-			return err
-		}
-		return ipamcall.Del(ctx, conf.IPAM.Type, args)
-	})
-	var m *asyncMasq
-	res, err := ipamcall.Add(ctx, conf.IPAM.Type, args)
+	var res *current.Result
+	if parallelIPAM {
+		o := waitIPAM()
+		res, err = o.res, o.err
+	} else {
+		// The spec wants a delegate DEL'd even when its ADD failed: it may
+		// have kept part of an allocation. The links go before the lease,
+		// as in DEL: an address is never handed out again while this pod's
+		// interface and host route still hold it.
+		rollback.push(func() error {
+			if err := link.DeleteByName(hostH, hostName); err != nil {
+				return err
+			}
+			return ipamcall.Del(ctx, conf.IPAM.Type, args)
+		})
+		res, err = ipamcall.Add(ctx, conf.IPAM.Type, args)
+	}
 	if err != nil {
 		return err
 	}
+	var m *asyncMasq
 	if len(res.IPs) == 0 {
 		return codeErr(types.ErrInvalidNetworkConfig, "ipam %s returned no addresses", conf.IPAM.Type)
 	}
@@ -325,6 +370,13 @@ func add(args *skel.CmdArgs) (err error) {
 
 	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// ipamOutcome is what an IPAM ADD run alongside the link work returned.
+type ipamOutcome struct {
+	res   *current.Result
+	fresh bool
+	err   error
 }
 
 // asyncMasq adds an attachment's masquerade elements in the background.

@@ -29,37 +29,46 @@ import (
 // CmdAdd allocates one address per range set to (ContainerID, IfName), or
 // returns the addresses it already holds, and returns the IPAM result.
 func CmdAdd(args *skel.CmdArgs) (*current.Result, error) {
+	res, _, err := Allocate(args)
+	return res, err
+}
+
+// Allocate is CmdAdd that also tells whether the addresses were allocated
+// by this call (false: a repeated ADD got what the attachment held), so a
+// caller rolling back a failed ADD releases only what it took.
+func Allocate(args *skel.CmdArgs) (res *current.Result, fresh bool, err error) {
 	c, err := LoadConfig(args.StdinData, args.Args)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	att, err := attachment(args)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var dns types.DNS
 	if c.ResolvConf != "" {
 		if dns, err = readResolvConf(c.ResolvConf); err != nil {
-			return nil, types.NewError(types.ErrInvalidNetworkConfig, "podns-ipam: resolvConf "+c.ResolvConf, err.Error())
+			return nil, false, types.NewError(types.ErrInvalidNetworkConfig, "podns-ipam: resolvConf "+c.ResolvConf, err.Error())
 		}
 	}
 	s, err := open(c)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer s.Close()
 	var addrs []netip.Addr
+	reused := false
 	err = s.Update(func(tx *store.Tx) error {
 		if err := migrate(tx, c); err != nil {
 			return err
 		}
-		addrs, err = allocate(tx, c, att)
+		addrs, reused, err = allocate(tx, c, att)
 		return err
 	})
 	if err != nil {
-		return nil, storeErr("allocate for "+att.String(), err)
+		return nil, false, storeErr("allocate for "+att.String(), err)
 	}
-	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: c.Routes, DNS: dns}
+	res = &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: c.Routes, DNS: dns}
 	for i, a := range addrs {
 		rg := c.Sets[i][c.Sets[i].Find(a)]
 		ipc := &current.IPConfig{Address: net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(rg.Subnet.Bits(), a.BitLen())}}
@@ -68,11 +77,12 @@ func CmdAdd(args *skel.CmdArgs) (*current.Result, error) {
 		}
 		res.IPs = append(res.IPs, ipc)
 	}
-	return res, nil
+	return res, !reused, nil
 }
 
-// allocate returns one address per range set, in set order, for att.
-func allocate(tx *store.Tx, c *Config, att store.Attachment) ([]netip.Addr, error) {
+// allocate returns one address per range set, in set order, for att, and
+// whether they are the ones att already held.
+func allocate(tx *store.Tx, c *Config, att store.Attachment) (_ []netip.Addr, reused bool, _ error) {
 	static := make([]netip.Addr, len(c.Sets))
 	for _, a := range c.Static {
 		for i, set := range c.Sets {
@@ -84,10 +94,10 @@ func allocate(tx *store.Tx, c *Config, att store.Attachment) ([]netip.Addr, erro
 	// A repeated ADD gets the same answer when what it holds still fits.
 	if held := tx.Addrs(att); len(held) > 0 {
 		if out, ok := reuse(c, held, static); ok {
-			return out, nil
+			return out, true, nil
 		}
 		if _, err := tx.ReleaseKeep(att, c.keepFree); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	out := make([]netip.Addr, len(c.Sets))
@@ -98,13 +108,13 @@ func allocate(tx *store.Tx, c *Config, att store.Attachment) ([]netip.Addr, erro
 		}
 		alloc := allocator.New(c.Sets[i], c.Reserved)
 		if alloc.Excluded(a) {
-			return nil, invalid("podns-ipam: requested IP %s is a gateway or reserved address of %s", a, c.Sets[i])
+			return nil, false, invalid("podns-ipam: requested IP %s is a gateway or reserved address of %s", a, c.Sets[i])
 		}
 		if owner, ok := tx.Owner(a); ok {
-			return nil, types.NewError(CodeAddressInUse, fmt.Sprintf("podns-ipam: requested IP %s is already allocated to %s", a, owner), "")
+			return nil, false, types.NewError(CodeAddressInUse, fmt.Sprintf("podns-ipam: requested IP %s is already allocated to %s", a, owner), "")
 		}
 		if err := tx.Allocate(a, att); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out[i] = a
 	}
@@ -114,17 +124,17 @@ func allocate(tx *store.Tx, c *Config, att store.Attachment) ([]netip.Addr, erro
 		}
 		a, err := allocator.New(set, c.Reserved).Next(tx, true)
 		if errors.Is(err, allocator.ErrExhausted) {
-			return nil, types.NewError(CodeRangeExhausted, fmt.Sprintf("podns-ipam: no free address in range set %s of network %q", set, c.Name), "")
+			return nil, false, types.NewError(CodeRangeExhausted, fmt.Sprintf("podns-ipam: no free address in range set %s of network %q", set, c.Name), "")
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if err := tx.Allocate(a, att); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out[i] = a
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // reuse maps held addresses onto the range sets: exactly one per set,

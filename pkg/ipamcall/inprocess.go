@@ -14,12 +14,12 @@ import (
 // podnsIPAM serves ipam.type "podns-ipam" from pkg/ipam in this process.
 type podnsIPAM struct{}
 
-func (podnsIPAM) Add(a *skel.CmdArgs) (types.Result, error) {
-	r, err := ipam.CmdAdd(a)
+func (podnsIPAM) Add(a *skel.CmdArgs) (types.Result, bool, error) {
+	r, fresh, err := ipam.Allocate(a)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return r, nil
+	return r, fresh, nil
 }
 
 func (podnsIPAM) Addrs(a *skel.CmdArgs) ([]net.IP, error) {

@@ -21,23 +21,35 @@ import (
 // InProcessType is the ipam.type served without exec.
 const InProcessType = "podns-ipam"
 
+// InProcess reports whether typ is served in this process: such an IPAM
+// can run alongside the link work and says which allocations are fresh.
+func InProcess(typ string) bool { return typ == InProcessType && inProcess != nil }
+
 // Add allocates addresses for the attachment.
 func Add(ctx context.Context, typ string, args *skel.CmdArgs) (*current.Result, error) {
+	res, _, err := AddFresh(ctx, typ, args)
+	return res, err
+}
+
+// AddFresh is Add that also reports whether the addresses were allocated
+// by this call; an exec'd IPAM cannot say, and reports true.
+func AddFresh(ctx context.Context, typ string, args *skel.CmdArgs) (*current.Result, bool, error) {
 	var r types.Result
 	var err error
-	if typ == InProcessType && inProcess != nil {
-		r, err = inProcess.Add(args)
+	fresh := true
+	if InProcess(typ) {
+		r, fresh, err = inProcess.Add(args)
 	} else {
 		r, err = execAdd(ctx, typ, args)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ipam %s ADD: %w", typ, err)
+		return nil, false, fmt.Errorf("ipam %s ADD: %w", typ, err)
 	}
 	res, err := current.NewResultFromResult(r)
 	if err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("ipam %s result: %v", typ, err), "")
+		return nil, fresh, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("ipam %s result: %v", typ, err), "")
 	}
-	return res, nil
+	return res, fresh, nil
 }
 
 // Addrs returns the addresses the attachment holds, asked of podns-ipam
@@ -102,7 +114,7 @@ func wrap(typ, verb string, err error) error {
 
 // Plugin is the in-process IPAM surface (pkg/ipam's exported verbs).
 type Plugin interface {
-	Add(*skel.CmdArgs) (types.Result, error)
+	Add(*skel.CmdArgs) (r types.Result, fresh bool, err error)
 	Addrs(*skel.CmdArgs) ([]net.IP, error)
 	Del(*skel.CmdArgs) error
 	Release(*skel.CmdArgs) (empty bool, err error)
