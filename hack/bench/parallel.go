@@ -226,6 +226,8 @@ var ipv4Re = regexp.MustCompile(`\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b`)
 // ruleLines counts lines of the whole nftables ruleset (which includes
 // iptables-nft's rules) naming an address of the network's subnet: whatever
 // keys a plugin uses, a per-pod masquerade rule names the pod's address.
+// A prefix (10.147.8.0/21) is the network's, not a pod's: podns keeps its
+// network's subnet set from the first ADD until GC, as it keeps the bridge.
 func ruleLines(n *Net) int {
 	out, err := runOut("nft", "list", "ruleset")
 	if err != nil {
@@ -233,8 +235,11 @@ func ruleLines(n *Net) int {
 	}
 	c := 0
 	for _, line := range strings.Split(out, "\n") {
-		for _, m := range ipv4Re.FindAllString(line, -1) {
-			if ip := net.ParseIP(m); ip != nil && n.Subnet.Contains(ip) {
+		for _, loc := range ipv4Re.FindAllStringIndex(line, -1) {
+			if loc[1] < len(line) && line[loc[1]] == '/' {
+				continue
+			}
+			if ip := net.ParseIP(line[loc[0]:loc[1]]); ip != nil && n.Subnet.Contains(ip) {
 				c++
 				break
 			}
