@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/vishvananda/netlink"
 
+	"github.com/podns/podns/pkg/ipam/store"
 	"github.com/podns/podns/pkg/testutil"
 )
 
@@ -164,4 +166,66 @@ func TestExhaustedRangeRollsBack(t *testing.T) {
 
 func exec0(name string, args ...string) error {
 	return execCommand(name, args...).Run()
+}
+
+// TestRepeatedAddKeepsLease: podns-ipam allocates alongside the link work,
+// so a failed ADD must tell its own allocation from one it was handed
+// again. A repeated ADD of a wired attachment fails and leaves the first
+// ADD's address, veth and masquerade element in place; an ADD that fails
+// because the pod already has the interface releases the address it took.
+func TestRepeatedAddKeepsLease(t *testing.T) {
+	n := newTestNet(t)
+	dataDir := t.TempDir()
+	c := podnsIPAM(n.conf("1.0.0", true, false), dataDir, n.Sub4)
+	c["ipMasq"] = true
+	conf := c.bytes(t)
+	leases := func() map[string]string {
+		t.Helper()
+		s, err := store.OpenExisting(filepath.Join(dataDir, n.Name), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		out := map[string]string{}
+		s.View(func(tx *store.Tx) error {
+			for a, att := range tx.Allocations() {
+				out[a.String()] = att.ContainerID
+			}
+			return nil
+		})
+		return out
+	}
+
+	first := n.add(conf)
+	ip := first.ip(false).String()
+	_, e := n.exec(Call{Cmd: "ADD", ContainerID: first.ID, Netns: first.Path, IfName: "eth0"}, conf)
+	if e == nil {
+		t.Fatal("a second ADD of a wired attachment succeeded")
+	}
+	if l := leases(); len(l) != 1 || l[ip] != first.ID {
+		t.Fatalf("after the failed repeat: leases %v, want %s held by %s", l, ip, first.ID)
+	}
+	if _, ok := n.hostVeth(first.ID, "eth0"); !ok {
+		t.Fatal("the failed repeat removed the first ADD's host veth")
+	}
+	if r := n.masqRules(); len(r) != 1 || r[0].ContainerID != first.ID {
+		t.Fatalf("masquerade elements %v, want the first ADD's", r)
+	}
+	ping(t, first.NS, first.gw(false).String())
+
+	// A new attachment whose pod already has an eth0: the ADD fails with
+	// code 4 and gives its fresh address back.
+	ns, path := newNetns(t)
+	run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	n.wantCode(Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "eth0"}, conf, types.ErrInvalidEnvironmentVariables)
+	if l := leases(); len(l) != 1 || l[ip] != first.ID {
+		t.Fatalf("after the failed ADD: leases %v, want only %s", l, ip)
+	}
+	if r := n.masqRules(); len(r) != 1 {
+		t.Fatalf("masquerade elements %v, want only the first ADD's", r)
+	}
+	n.mustExec(Call{Cmd: "DEL", ContainerID: first.ID, Netns: first.Path, IfName: "eth0"}, conf)
+	if l := leases(); len(l) != 0 {
+		t.Fatalf("leases after DEL: %v", l)
+	}
 }
