@@ -21,8 +21,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/sandbox/cni"
@@ -30,6 +28,7 @@ import (
 	"github.com/podns/podns/sandbox/nsutil"
 	"github.com/podns/podns/sandbox/pods"
 	"github.com/podns/podns/sandbox/spec"
+	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 	"github.com/podns/podns/sandbox/state"
 )
 

@@ -14,7 +14,8 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 )
 
 // Defaults used by kubelet-era runtimes.

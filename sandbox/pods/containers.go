@@ -16,14 +16,13 @@ import (
 	"syscall"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/sandbox/cgroups"
 	"github.com/podns/podns/sandbox/container"
 	"github.com/podns/podns/sandbox/nsutil"
 	"github.com/podns/podns/sandbox/spec"
+	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 	"github.com/podns/podns/sandbox/state"
 )
 

@@ -12,8 +12,9 @@ import (
 	"strconv"
 	"strings"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
+
+	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 )
 
 // Mode is a namespace mode in the words of the CRI NamespaceMode enum.
