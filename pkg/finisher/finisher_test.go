@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -145,5 +146,62 @@ func waitExit(t *testing.T, c *Child) {
 	case <-c.exited:
 	case <-time.After(5 * time.Second):
 		t.Fatal("child still running after 5 s")
+	}
+}
+
+// TestOnlyDelLink: the subscription filter passes the RTM_DELLINK of the
+// one link and nothing of any other link (a new one, another's delete).
+func TestOnlyDelLink(t *testing.T) {
+	testutil.RequireRoot(t)
+	mk := func() (int, string) {
+		name := testutil.UniqueName("finf")
+		la := netlink.NewLinkAttrs()
+		la.Name = name
+		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: testutil.UniqueName("finp")}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if l, err := netlink.LinkByName(name); err == nil {
+				_ = netlink.LinkDel(l)
+			}
+		})
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.Attrs().Index, name
+	}
+	want, _ := mk()
+	sub, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := onlyDelLink(sub.GetFd(), want); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
+	if err := sub.SetReceiveTimeout(&tv); err != nil {
+		t.Fatal(err)
+	}
+	// Another link comes and goes: nothing may pass.
+	other, _ := mk()
+	if err := netlink.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: other}}); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _, err := sub.Receive(); err == nil {
+		t.Fatalf("filter passed %d messages about other links", len(msgs))
+	}
+	if err := netlink.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: want}}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := sub.Receive()
+	if err != nil {
+		t.Fatalf("no RTM_DELLINK for link %d: %v", want, err)
+	}
+	for _, m := range msgs {
+		if m.Header.Type != unix.RTM_DELLINK || int(nl.DeserializeIfInfomsg(m.Data).Index) != want {
+			t.Fatalf("filter passed type %d for link %d", m.Header.Type, nl.DeserializeIfInfomsg(m.Data).Index)
+		}
 	}
 }
