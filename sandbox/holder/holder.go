@@ -14,6 +14,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/sandbox/nsutil"
 )
 
 // Exit codes, one per setup failure, so a runtime can tell them apart.
@@ -28,6 +30,7 @@ const (
 	ExitInitSetup = 70 // container init: namespaces, mounts or cgroup failed
 	ExitInitExec  = 71 // container init: exec failed
 	ExitShim      = 72 // container shim: could not start the container
+	ExitLoopback  = 73 // lo could not be set up
 )
 
 // ReadyByte is written on the readiness pipe once signals are set up; the
@@ -49,6 +52,7 @@ var Ignored = []os.Signal{
 type Options struct {
 	Hostname string
 	Sysctls  []string // name=value, dotted names
+	Loopback bool     // set lo up (the pod's own network namespace)
 	ReadyFD  int      // -1 for none
 }
 
@@ -58,22 +62,36 @@ func Fail(code int, format string, args ...any) {
 	os.Exit(code)
 }
 
-// Run sets the pod up, installs the signal rules, reports ready and then
-// holds the namespaces until SIGINT or SIGTERM. It never returns.
-func Run(o Options) {
+// SetUp applies the pod's hostname, sysctls and loopback in the calling
+// thread's namespaces. On failure it returns the exit code for the step.
+func SetUp(o Options) (int, error) {
 	if o.Hostname != "" {
 		if err := unix.Sethostname([]byte(o.Hostname)); err != nil {
-			Fail(ExitHostname, "set hostname %q: %v", o.Hostname, err)
+			return ExitHostname, fmt.Errorf("set hostname %q: %w", o.Hostname, err)
 		}
 	}
 	for _, kv := range o.Sysctls {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok || name == "" || strings.Contains(name, "..") {
-			Fail(ExitUsage, "bad sysctl %q (want name=value)", kv)
+			return ExitUsage, fmt.Errorf("bad sysctl %q (want name=value)", kv)
 		}
 		if _, err := sysctl.Sysctl(name, val); err != nil {
-			Fail(ExitSysctl, "sysctl %s=%s: %v", name, val, err)
+			return ExitSysctl, fmt.Errorf("sysctl %s=%s: %w", name, val, err)
 		}
+	}
+	if o.Loopback {
+		if err := nsutil.LoopbackUp(); err != nil {
+			return ExitLoopback, err
+		}
+	}
+	return ExitOK, nil
+}
+
+// Run sets the pod up, installs the signal rules, reports ready and then
+// holds the namespaces until SIGINT or SIGTERM. It never returns.
+func Run(o Options) {
+	if code, err := SetUp(o); err != nil {
+		Fail(code, "%v", err)
 	}
 
 	signal.Ignore(Ignored...)

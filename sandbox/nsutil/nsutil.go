@@ -41,6 +41,13 @@ func Inode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
+// IsNSFS says whether path is a namespace file (a pin or /proc/PID/ns/*),
+// not, say, the empty file a pin leaves once unmounted.
+func IsNSFS(path string) bool {
+	var st unix.Statfs_t
+	return path != "" && unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
 // ProcNS returns the namespace identities of a process by kind; kinds the
 // process no longer has (it exited) are missing.
 func ProcNS(pid int) map[string]uint64 {
@@ -59,6 +66,11 @@ func Pin(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
+	return pinFile(src, dst)
+}
+
+// pinFile is Pin once dst's directory exists.
+func pinFile(src, dst string) error {
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o400)
 	if err != nil {
 		return fmt.Errorf("pin file %s: %w", dst, err)

@@ -31,6 +31,7 @@ import (
 	"github.com/podns/podns/sandbox/holder"
 	"github.com/podns/podns/sandbox/nsutil"
 	"github.com/podns/podns/sandbox/spec"
+	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 	"github.com/podns/podns/sandbox/state"
 )
 
@@ -152,22 +153,36 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.
 		pod.CNINetwork = netList.Name
 	}
 	// The record exists before any resource, so a crash at any later
-	// instant leaves something gc can find.
-	if err := r.Store.SavePod(pod); err != nil {
-		os.RemoveAll(r.Store.PodDir(pod.ID))
+	// instant leaves something gc can find. The saved network comes first
+	// and the record already owes a CNI DEL: a DEL before (or without) an
+	// ADD is harmless, and it saves a record write between the namespaces
+	// and the ADD.
+	dir := r.Store.PodDir(pod.ID)
+	if err := os.MkdirAll(filepath.Join(dir, "containers"), 0o700); err != nil {
+		return nil, fmt.Errorf("pod dir: %w", err)
+	}
+	err = r.writePodFiles(pod, p, confBytes)
+	if err == nil {
+		pod.CNIAdded = netList != nil
+		err = r.Store.SavePod(pod)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := r.setUpPod(ctx, pod, p, confBytes, netList); err != nil {
+	if err := r.setUpPod(ctx, pod, p, netList); err != nil {
 		if terr := r.teardown(ctx, pod, true, false); terr != nil {
 			return nil, fmt.Errorf("%w (and cleanup failed: %v)", err, terr)
 		}
-		os.RemoveAll(r.Store.PodDir(pod.ID))
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	return pod, nil
 }
 
-func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, confBytes []byte, netList *libcni.NetworkConfigList) error {
+// writePodFiles writes the pod's network config (what its DEL will use)
+// and resolv.conf.
+func (r *Runtime) writePodFiles(pod *state.Pod, p *spec.Pod, confBytes []byte) error {
 	dir := r.Store.PodDir(pod.ID)
 	if confBytes != nil {
 		if err := state.WriteFileAtomic(filepath.Join(dir, "network.conflist"), confBytes, 0o600); err != nil {
@@ -181,7 +196,40 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 		}
 		pod.ResolvConf = path
 	}
-	h, err := r.startHolder(pod, p)
+	return nil
+}
+
+// setUpOptions are the steps done inside the pod's new namespaces, by the
+// holder or by podnsctl's own thread in pinned mode.
+func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
+	o := holder.Options{Loopback: pod.Network == string(spec.ModePod), ReadyFD: -1}
+	if pod.Network == string(spec.ModePod) {
+		o.Hostname = pod.Hostname
+	}
+	names := make([]string, 0, len(p.Sysctls))
+	for k := range p.Sysctls {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		o.Sysctls = append(o.Sysctls, k+"="+p.Sysctls[k])
+	}
+	return o
+}
+
+func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList) error {
+	addStarted := false
+	defer func() {
+		// The record owes a DEL from the start; a pod that fails before
+		// its ADD began has nothing to delete.
+		if !addStarted {
+			pod.CNIAdded = false
+		}
+	}()
+	if pod.Mode == ModePinned {
+		return r.setUpPinned(ctx, pod, p, netList, &addStarted)
+	}
+	h, err := r.startHolder(pod, setUpOptions(pod, p))
 	if err != nil {
 		return err
 	}
@@ -189,7 +237,10 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 	pod.Holder = h.cmd.Process.Pid
 	pod.HolderStart, _ = nsutil.ProcStart(pod.Holder)
 	// The namespaces exist as soon as the holder is cloned, before its Go
-	// runtime is up, so they are pinned and attached while it starts.
+	// runtime is up, so they are pinned and attached while it starts. A
+	// crash before the final save leaves a record in "creating": gc finds
+	// the holder by its command line and the pins by the mount table.
+	dir := r.Store.PodDir(pod.ID)
 	for _, kind := range ownedKinds(pod) {
 		dst := filepath.Join(dir, "ns", kind)
 		if err := nsutil.Pin(fmt.Sprintf("/proc/%d/ns/%s", pod.Holder, kind), dst); err != nil {
@@ -197,12 +248,10 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 			return fmt.Errorf("pin %s namespace: %w", kind, err)
 		}
 		pod.Pins[kind] = dst
-		ino, err := nsutil.Inode(dst)
-		if err != nil {
-			h.kill()
-			return err
-		}
-		pod.NSInodes[kind] = ino
+	}
+	if err := r.recordInodes(pod); err != nil {
+		h.kill()
+		return err
 	}
 	if pod.PID == string(spec.ModePod) {
 		ino, err := nsutil.Inode(fmt.Sprintf("/proc/%d/ns/pid", pod.Holder))
@@ -212,16 +261,10 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 		}
 		pod.NSInodes["pid"] = ino
 	}
-	// One save records the holder, the pins and the DEL that is owed from
-	// here on, even if ADD fails.
-	pod.CNIAdded = netList != nil
-	if err := r.Store.SavePod(pod); err != nil {
-		h.kill()
-		return err
-	}
 	// Sysctls (net.ipv4.conf.default.* and friends) must be in place before
 	// the CNI chain makes interfaces, so with sysctls the holder's set-up
-	// comes first; without, the ADD runs while the holder starts.
+	// comes first; without, the ADD runs while the holder starts (and sets
+	// lo up).
 	var ready chan error
 	if len(p.Sysctls) > 0 {
 		if err := h.wait(); err != nil {
@@ -231,6 +274,7 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 		ready = make(chan error, 1)
 		go func() { ready <- h.wait() }()
 	}
+	addStarted = true
 	err = r.attach(ctx, pod, p, netList)
 	if ready != nil {
 		if err != nil {
@@ -243,29 +287,54 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, con
 	if err != nil {
 		return err
 	}
-	if pod.Mode == ModePinned {
-		// The pins keep the namespaces; the process is no longer needed.
-		h.cmd.Process.Signal(unix.SIGTERM)
-		h.cmd.Wait()
-		pod.Holder, pod.HolderStart = 0, 0
-	} else {
-		h.cmd.Process.Release()
+	h.cmd.Process.Release()
+	pod.Phase = state.PhaseReady
+	return r.Store.SavePod(pod)
+}
+
+// setUpPinned makes the pod's namespaces on a thread of podnsctl, sets them
+// up there and pins them: no holder process is started and stopped.
+func (r *Runtime) setUpPinned(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList, addStarted *bool) error {
+	o := setUpOptions(pod, p)
+	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
+		_, err := holder.SetUp(o)
+		return err
+	})
+	for k, v := range pins {
+		pod.Pins[k] = v
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.recordInodes(pod); err != nil {
+		return err
+	}
+	*addStarted = true
+	if err := r.attach(ctx, pod, p, netList); err != nil {
+		return err
 	}
 	pod.Phase = state.PhaseReady
 	return r.Store.SavePod(pod)
 }
 
-// attach brings the pod's loopback up and runs the CNI ADD.
-func (r *Runtime) attach(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList) error {
-	if net, ok := pod.Pins["net"]; ok {
-		if err := loopbackUp(net); err != nil {
+// recordInodes notes the identity of every pinned namespace.
+func (r *Runtime) recordInodes(pod *state.Pod) error {
+	for kind, pin := range pod.Pins {
+		ino, err := nsutil.Inode(pin)
+		if err != nil {
 			return err
 		}
+		pod.NSInodes[kind] = ino
 	}
+	return nil
+}
+
+// attach runs the CNI ADD (lo is set up with the namespaces).
+func (r *Runtime) attach(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList) error {
 	if netList == nil {
 		return nil
 	}
-	ips, err := r.cniClient().Add(ctx, netList, r.attachment(pod, p))
+	ips, err := r.cniClient().Add(ctx, netList, r.attachment(pod, p.Config))
 	if err != nil {
 		return err
 	}
@@ -301,7 +370,7 @@ func (h *starting) wait() error {
 
 // startHolder execs podns-sandbox in the pod's new namespaces. It returns
 // once the exec succeeded; wait says when the holder is ready.
-func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*starting, error) {
+func (r *Runtime) startHolder(pod *state.Pod, o holder.Options) (*starting, error) {
 	var flags uintptr
 	for _, k := range ownedKinds(pod) {
 		flags |= nsutil.CloneFlag[k]
@@ -310,16 +379,14 @@ func (r *Runtime) startHolder(pod *state.Pod, p *spec.Pod) (*starting, error) {
 		flags |= unix.CLONE_NEWPID
 	}
 	args := []string{"hold", "--pod", pod.ID, "--ready-fd", "3"}
-	if pod.Network == string(spec.ModePod) {
-		args = append(args, "--hostname", pod.Hostname)
+	if o.Hostname != "" {
+		args = append(args, "--hostname", o.Hostname)
 	}
-	names := make([]string, 0, len(p.Sysctls))
-	for k := range p.Sysctls {
-		names = append(names, k)
+	for _, kv := range o.Sysctls {
+		args = append(args, "--sysctl", kv)
 	}
-	sort.Strings(names)
-	for _, k := range names {
-		args = append(args, "--sysctl", k+"="+p.Sysctls[k])
+	if o.Loopback {
+		args = append(args, "--loopback")
 	}
 	logPath := filepath.Join(r.Store.PodDir(pod.ID), "holder.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -359,11 +426,11 @@ func holderEnv(env []string) []string {
 	return append(out, "GOMAXPROCS=1", "GOGC=20")
 }
 
-func (r *Runtime) attachment(pod *state.Pod, p *spec.Pod) *cni.Attachment {
+func (r *Runtime) attachment(pod *state.Pod, cfg *runtimeapi.PodSandboxConfig) *cni.Attachment {
 	a := &cni.Attachment{PodID: pod.ID, Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, NetNS: pod.Pins["net"]}
-	if p != nil {
-		a.PortMappings = p.Config.GetPortMappings()
-		a.IngressBPS, a.EgressBPS, _ = spec.Bandwidth(p.Config.GetAnnotations())
+	if cfg != nil {
+		a.PortMappings = cfg.GetPortMappings()
+		a.IngressBPS, a.EgressBPS, _ = spec.Bandwidth(cfg.GetAnnotations())
 	}
 	return a
 }
@@ -495,6 +562,26 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 			delErr = r.cniDel(ctx, pod)
 		}
 	}()
+	// Whatever else is inside the pod's own namespaces goes too, found in
+	// one pass over /proc while the holder stops (it is left to its
+	// SIGTERM). Only namespaces still pinned count: a freed namespace's
+	// inode number can be reused by someone else's.
+	pinned := map[string]uint64{}
+	for kind, ino := range pod.NSInodes {
+		if cur, err := nsutil.Inode(pod.Pins[kind]); pod.Pins[kind] == "" || err != nil || cur != ino {
+			continue
+		}
+		pinned[kind] = ino
+	}
+	scanDone := make(chan struct{})
+	go func() {
+		defer close(scanDone)
+		for _, pid := range nsutil.PidsInAnyNS(pinned) {
+			if pid != pod.Holder {
+				unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+	}()
 	if pod.Holder != 0 {
 		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
 	}
@@ -507,19 +594,7 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 			stopProcess(pid, 0, r.StopTimeout)
 		}
 	}
-	// Whatever is still inside the pod's own namespaces goes too, found in
-	// one pass over /proc. Only namespaces still pinned count: a freed
-	// namespace's inode number can be reused by someone else's.
-	pinned := map[string]uint64{}
-	for kind, ino := range pod.NSInodes {
-		if cur, err := nsutil.Inode(pod.Pins[kind]); pod.Pins[kind] == "" || err != nil || cur != ino {
-			continue
-		}
-		pinned[kind] = ino
-	}
-	for _, pid := range nsutil.PidsInAnyNS(pinned) {
-		unix.Kill(pid, unix.SIGKILL)
-	}
+	<-scanDone
 	<-delDone
 	var errs []error
 	if pod.CNIAdded {
@@ -534,9 +609,20 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 			pod.CNIAdded = false
 		}
 	}
-	mounts, err := nsutil.MountsUnder(r.Store.PodDir(pod.ID))
-	if err != nil {
-		errs = append(errs, err)
+	// A ready pod's pins are all in its record (they are made before its
+	// last save) and a stopped pod has none; any other pod (a crashed or
+	// failed runp, an earlier teardown that failed) may have mounts the
+	// record does not name, so the mount table is read.
+	var mounts []string
+	if pod.Phase == state.PhaseStopped || (pod.Phase == state.PhaseReady && len(pod.Pins) > 0) {
+		for _, pin := range pod.Pins {
+			mounts = append(mounts, pin)
+		}
+	} else {
+		var err error
+		if mounts, err = nsutil.MountsUnder(r.Store.PodDir(pod.ID)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, m := range mounts {
 		if err := nsutil.Unpin(m); err != nil {
@@ -568,12 +654,18 @@ func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod) error {
 	if err != nil {
 		return err
 	}
-	var p *spec.Pod
-	if parsed, err := spec.ParsePod(pod.Config); err == nil {
-		p = parsed
+	// The record holds the config podnsctl validated and wrote itself.
+	cfg := &runtimeapi.PodSandboxConfig{}
+	if json.Unmarshal(pod.Config, cfg) != nil {
+		cfg = nil
 	}
-	a := r.attachment(pod, p)
-	if _, err := os.Stat(a.NetNS); err != nil {
+	a := r.attachment(pod, cfg)
+	if a.NetNS == "" && pod.Network == string(spec.ModePod) {
+		// A runp that crashed before its last save pinned the network
+		// here without recording it.
+		a.NetNS = filepath.Join(r.Store.PodDir(pod.ID), "ns", "net")
+	}
+	if !nsutil.IsNSFS(a.NetNS) {
 		a.NetNS = "" // gone: plugins must still release what they hold
 	}
 	return r.cniClient().Del(ctx, list, a)

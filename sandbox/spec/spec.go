@@ -60,9 +60,14 @@ var enumFields = map[string]map[string]int32{
 // normalize turns YAML into JSON and enum names into numbers, rejecting
 // names and numbers the enum does not have.
 func normalize(data []byte) ([]byte, error) {
-	js, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return nil, err
+	// JSON is YAML too, but the YAML round trip is most of a parse; what
+	// crictl and the kubelet write is JSON.
+	js := data
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(data) {
+		var err error
+		if js, err = yaml.YAMLToJSON(data); err != nil {
+			return nil, err
+		}
 	}
 	var v any
 	dec := json.NewDecoder(bytes.NewReader(js))

@@ -53,8 +53,9 @@ func TestKillRunpAtRandomInstants(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		d, _ := rand.Int(rand.Reader, big.NewInt(200))
-		time.Sleep(time.Duration(d.Int64()) * time.Millisecond)
+		// A runp takes tens of milliseconds here: kill within about that.
+		d, _ := rand.Int(rand.Reader, big.NewInt(100000))
+		time.Sleep(time.Duration(d.Int64()) * time.Microsecond)
 		cmd.Process.Kill()
 		if err := cmd.Wait(); err == nil {
 			survivors++ // finished before the kill: a complete pod, gc keeps it

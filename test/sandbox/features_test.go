@@ -52,11 +52,16 @@ func TestHostNetworkPod(t *testing.T) {
 }
 
 // TestSysctlsAndResolvConf: namespaced sysctls land inside the pod and not
-// on the host; dns_config becomes the containers' /etc/resolv.conf.
+// on the host; dns_config becomes the containers' /etc/resolv.conf; the
+// hostname is set and lo is up. In holder mode the holder does the set-up,
+// in pinned mode a thread of podnsctl that unshared the namespaces.
 func TestSysctlsAndResolvConf(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	hostBefore := readSysctls(t)
-	pod := e.runp(podYAML("sysctl", `hostname: tuned
+	for _, mode := range []string{"holder", "pinned"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, envOpts{})
+			hostBefore := readSysctls(t)
+			hostName, _ := os.Hostname()
+			pod := e.runp(podYAML("sysctl-"+mode, `hostname: tuned
 dns_config:
   servers: [10.96.0.10, 10.96.0.11]
   searches: [test.svc.cluster.local, svc.cluster.local]
@@ -69,21 +74,27 @@ linux:
     kernel.shm_rmid_forced: "1"
   security_context:
     namespace_options: {pid: CONTAINER}
-`))
-	out := e.must("run", "--name", "check", pod, "--", "sh", "-c",
-		"cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range /proc/sys/kernel/msgmax /proc/sys/kernel/shm_rmid_forced; cat /etc/resolv.conf")
-	want := []string{"53", "0\t2147483647", "4096", "1",
-		"search test.svc.cluster.local svc.cluster.local", "nameserver 10.96.0.10", "nameserver 10.96.0.11", "options ndots:5"}
-	for _, w := range want {
-		if !strings.Contains(out, w) {
-			t.Errorf("container output lacks %q:\n%s", w, out)
-		}
-	}
-	if after := readSysctls(t); after != hostBefore {
-		t.Errorf("host sysctls changed: %q → %q", hostBefore, after)
-	}
-	if data, _ := os.ReadFile("/etc/resolv.conf"); strings.Contains(string(data), "10.96.0.11") {
-		t.Error("host resolv.conf changed")
+`), "--mode", mode)
+			out := e.must("run", "--name", "check", pod, "--", "sh", "-c",
+				"cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range /proc/sys/kernel/msgmax /proc/sys/kernel/shm_rmid_forced; cat /etc/resolv.conf; echo host=$(hostname) lo=$(cat /sys/class/net/lo/flags)")
+			want := []string{"53", "0\t2147483647", "4096", "1",
+				"search test.svc.cluster.local svc.cluster.local", "nameserver 10.96.0.10", "nameserver 10.96.0.11", "options ndots:5",
+				"host=tuned lo=0x9"}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("container output lacks %q:\n%s", w, out)
+				}
+			}
+			if after := readSysctls(t); after != hostBefore {
+				t.Errorf("host sysctls changed: %q → %q", hostBefore, after)
+			}
+			if data, _ := os.ReadFile("/etc/resolv.conf"); strings.Contains(string(data), "10.96.0.11") {
+				t.Error("host resolv.conf changed")
+			}
+			if now, _ := os.Hostname(); now != hostName {
+				t.Errorf("host name changed: %q → %q", hostName, now)
+			}
+		})
 	}
 }
 

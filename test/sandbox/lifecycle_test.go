@@ -240,15 +240,27 @@ func TestKillPodnsctlMidRunpThenGC(t *testing.T) {
 		t.Fatalf("want one pod dir, got %d", len(ids))
 	}
 	var rec struct {
-		Phase  string `json:"phase"`
-		Holder int    `json:"holderPid"`
+		Phase    string `json:"phase"`
+		CNIAdded bool   `json:"cniAdded"`
 	}
 	data, _ := os.ReadFile(filepath.Join(e.state, "pods", ids[0].Name(), "pod.json"))
 	json.Unmarshal(data, &rec)
-	if rec.Phase != "creating" || rec.Holder == 0 {
+	if rec.Phase != "creating" || !rec.CNIAdded {
 		t.Fatalf("midway record: %s", data)
 	}
-	e.track(rec.Holder)
+	// The holder is recorded only with the finished pod: gc must find this
+	// one by its command line.
+	holder := 0
+	for _, pid := range nsutil.Pids() {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(cmdline), "\x00hold\x00--pod\x00"+ids[0].Name()+"\x00") {
+			holder = pid
+		}
+	}
+	if holder == 0 {
+		t.Fatal("no holder running for the half-made pod")
+	}
+	e.track(holder)
 	if len(e.ipamAllocations()) != 1 {
 		t.Fatal("bridge/host-local had not run before the slow plugin")
 	}
@@ -261,7 +273,7 @@ func TestKillPodnsctlMidRunpThenGC(t *testing.T) {
 		t.Fatalf("gc: %q", out)
 	}
 	e.assertClean()
-	if nsutil.Alive(rec.Holder, 0) {
+	if nsutil.Alive(holder, 0) {
 		t.Fatal("holder of the half-made pod survived gc")
 	}
 }

@@ -47,13 +47,14 @@ func main() {
 		fs := flag.NewFlagSet("hold", flag.ContinueOnError)
 		hostname := fs.String("hostname", "", "host name to set in the pod's UTS namespace")
 		ready := fs.Int("ready-fd", -1, "fd to write the readiness byte to, then close")
+		loopback := fs.Bool("loopback", false, "set lo up (the holder owns the pod's network namespace)")
 		fs.String("pod", "", "pod ID, so a crashed podnsctl's holder can be found by its command line")
 		var sysctls multi
 		fs.Var(&sysctls, "sysctl", "name=value to set inside the pod (repeatable)")
 		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 {
-			holder.Fail(holder.ExitUsage, "usage: podns-sandbox hold [--pod ID] [--hostname H] [--sysctl k=v]... [--ready-fd N]")
+			holder.Fail(holder.ExitUsage, "usage: podns-sandbox hold [--pod ID] [--hostname H] [--sysctl k=v]... [--loopback] [--ready-fd N]")
 		}
-		holder.Run(holder.Options{Hostname: *hostname, Sysctls: sysctls, ReadyFD: *ready})
+		holder.Run(holder.Options{Hostname: *hostname, Sysctls: sysctls, Loopback: *loopback, ReadyFD: *ready})
 	case "shim":
 		container.Shim()
 	case "init":

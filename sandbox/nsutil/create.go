@@ -1,0 +1,116 @@
+//go:build linux
+
+package nsutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// LoopbackUp sets lo up in the calling thread's network namespace with one
+// rtnetlink request. lo is interface 1 in every network namespace, so no
+// lookup is needed, and no netlink library is linked for it.
+func LoopbackUp() error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("set lo up: netlink socket: %w", err)
+	}
+	defer unix.Close(fd)
+	const size = unix.SizeofNlMsghdr + unix.SizeofIfInfomsg
+	var req [size]byte
+	*(*unix.NlMsghdr)(unsafe.Pointer(&req[0])) = unix.NlMsghdr{
+		Len: size, Type: unix.RTM_NEWLINK, Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK, Seq: 1,
+	}
+	*(*unix.IfInfomsg)(unsafe.Pointer(&req[unix.SizeofNlMsghdr])) = unix.IfInfomsg{
+		Family: unix.AF_UNSPEC, Index: 1, Flags: unix.IFF_UP, Change: unix.IFF_UP,
+	}
+	if err := unix.Sendto(fd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("set lo up: %w", err)
+		}
+		for b := buf[:n]; len(b) >= unix.SizeofNlMsghdr; {
+			h := *(*unix.NlMsghdr)(unsafe.Pointer(&b[0]))
+			if h.Len < unix.SizeofNlMsghdr || int(h.Len) > len(b) {
+				return errors.New("set lo up: bad netlink answer")
+			}
+			if h.Seq == 1 && h.Type == unix.NLMSG_ERROR {
+				if h.Len < unix.SizeofNlMsghdr+4 {
+					return errors.New("set lo up: short netlink answer")
+				}
+				if code := *(*int32)(unsafe.Pointer(&b[unix.SizeofNlMsghdr])); code != 0 {
+					return fmt.Errorf("set lo up: %w", unix.Errno(-code))
+				}
+				return nil
+			}
+			next := int((h.Len + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1))
+			if next >= len(b) {
+				break
+			}
+			b = b[next:]
+		}
+	}
+}
+
+// Unshared makes new namespaces of the given kinds (net, ipc, uts) on a
+// locked thread, runs setup inside them and pins each one on dir/KIND. No
+// process is started: the thread is retired afterwards (never unlocked) and
+// only the pins keep the namespaces. It returns the pins it made, also when
+// it fails part way, so the caller can record and undo them.
+func Unshared(kinds []string, dir string, setup func() error) (map[string]string, error) {
+	var flags int
+	for _, k := range kinds {
+		f, ok := CloneFlag[k]
+		if !ok || (k != "net" && k != "ipc" && k != "uts") {
+			return nil, fmt.Errorf("cannot unshare a %s namespace on a thread", k)
+		}
+		flags |= int(f)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	type result struct {
+		pins map[string]string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: Go ends the thread with the goroutine
+		pins := map[string]string{}
+		if err := unix.Unshare(flags); err != nil {
+			done <- result{pins, fmt.Errorf("unshare namespaces: %w", err)}
+			return
+		}
+		if setup != nil {
+			if err := setup(); err != nil {
+				done <- result{pins, err}
+				return
+			}
+		}
+		self := fmt.Sprintf("/proc/self/task/%d/ns/", unix.Gettid())
+		for _, k := range kinds {
+			dst := filepath.Join(dir, k)
+			if err := pinFile(self+k, dst); err != nil {
+				done <- result{pins, fmt.Errorf("pin %s namespace: %w", k, err)}
+				return
+			}
+			pins[k] = dst
+		}
+		done <- result{pins, nil}
+	}()
+	r := <-done
+	return r.pins, r.err
+}
