@@ -23,7 +23,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containernetworking/cni/libcni"
 	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/sandbox/cgroups"
@@ -109,7 +108,7 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.
 	}
 	var (
 		confBytes []byte
-		netList   *libcni.NetworkConfigList
+		netList   *cni.List
 	)
 	if p.Namespaces.Network == spec.ModePod {
 		var err error
@@ -217,7 +216,7 @@ func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
 	return o
 }
 
-func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList) error {
+func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List) error {
 	addStarted := false
 	defer func() {
 		// The record owes a DEL from the start; a pod that fails before
@@ -294,7 +293,7 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 
 // setUpPinned makes the pod's namespaces on a thread of podnsctl, sets them
 // up there and pins them: no holder process is started and stopped.
-func (r *Runtime) setUpPinned(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList, addStarted *bool) error {
+func (r *Runtime) setUpPinned(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, addStarted *bool) error {
 	o := setUpOptions(pod, p)
 	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
 		_, err := holder.SetUp(o)
@@ -330,7 +329,7 @@ func (r *Runtime) recordInodes(pod *state.Pod) error {
 }
 
 // attach runs the CNI ADD (lo is set up with the namespaces).
-func (r *Runtime) attach(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *libcni.NetworkConfigList) error {
+func (r *Runtime) attach(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List) error {
 	if netList == nil {
 		return nil
 	}
