@@ -157,7 +157,7 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.
 	// ADD is harmless, and it saves a record write between the namespaces
 	// and the ADD.
 	dir := r.Store.PodDir(pod.ID)
-	if err := os.MkdirAll(filepath.Join(dir, "containers"), 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pod dir: %w", err)
 	}
 	err = r.writePodFiles(pod, p, confBytes)

@@ -149,7 +149,9 @@ func writeJSON(path string, v any) error {
 
 // SavePod writes the pod's record, making its directory on first save.
 func (s *Store) SavePod(p *Pod) error {
-	if err := os.MkdirAll(filepath.Join(s.PodDir(p.ID), "containers"), 0o700); err != nil {
+	// containers/ is made with the first container (Containers copes
+	// without it): one directory less to make and remove per pod.
+	if err := os.Mkdir(s.PodDir(p.ID), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("pod dir: %w", err)
 	}
 	if err := writeJSON(filepath.Join(s.PodDir(p.ID), "pod.json"), p); err != nil {
