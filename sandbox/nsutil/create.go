@@ -66,11 +66,12 @@ func LoopbackUp() error {
 }
 
 // Unshared makes new namespaces of the given kinds (net, ipc, uts) on a
-// locked thread, runs setup inside them and pins each one on dir/KIND. No
-// process is started: the thread is retired afterwards (never unlocked) and
-// only the pins keep the namespaces. It returns the pins it made, also when
-// it fails part way, so the caller can record and undo them.
-func Unshared(kinds []string, dir string, setup func() error) (map[string]string, error) {
+// locked thread, runs setup inside them and pins each one on dir/KIND, in
+// the order given, calling pinned (if set) after each pin. No process is
+// started: the thread is retired afterwards (never unlocked) and only the
+// pins keep the namespaces. It returns the pins it made, also when it fails
+// part way, so the caller can record and undo them.
+func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, path string)) (map[string]string, error) {
 	var flags int
 	for _, k := range kinds {
 		f, ok := CloneFlag[k]
@@ -108,6 +109,9 @@ func Unshared(kinds []string, dir string, setup func() error) (map[string]string
 				return
 			}
 			pins[k] = dst
+			if pinned != nil {
+				pinned(k, dst)
+			}
 		}
 		done <- result{pins, nil}
 	}()

@@ -236,47 +236,55 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 	pod.Holder = h.cmd.Process.Pid
 	pod.HolderStart, _ = nsutil.ProcStart(pod.Holder)
 	// The namespaces exist as soon as the holder is cloned, before its Go
-	// runtime is up, so they are pinned and attached while it starts. A
-	// crash before the final save leaves a record in "creating": gc finds
-	// the holder by its command line and the pins by the mount table.
+	// runtime is up, so they are pinned and attached while it starts: the
+	// ADD begins once the network is pinned, the other pins follow beside
+	// it. Sysctls (net.ipv4.conf.default.* and friends) must be in place
+	// before the chain makes interfaces, so with sysctls the holder's
+	// set-up comes first. A crash before the final save leaves a record in
+	// "creating": gc finds the holder by its command line and the pins by
+	// the mount table.
+	early := len(p.Sysctls) == 0
+	var add *adding
+	fail := func(err error) error {
+		h.kill()
+		add.wait() // no DEL while the ADD still runs
+		return err
+	}
 	dir := r.Store.PodDir(pod.ID)
 	for _, kind := range ownedKinds(pod) {
 		dst := filepath.Join(dir, "ns", kind)
 		if err := nsutil.Pin(fmt.Sprintf("/proc/%d/ns/%s", pod.Holder, kind), dst); err != nil {
-			h.kill()
-			return fmt.Errorf("pin %s namespace: %w", kind, err)
+			return fail(fmt.Errorf("pin %s namespace: %w", kind, err))
 		}
 		pod.Pins[kind] = dst
+		if kind == "net" && early && netList != nil {
+			addStarted = true
+			add = r.startAdd(ctx, pod, p, netList, dst)
+		}
 	}
 	if err := r.recordInodes(pod); err != nil {
-		h.kill()
-		return err
+		return fail(err)
 	}
 	if pod.PID == string(spec.ModePod) {
 		ino, err := nsutil.Inode(fmt.Sprintf("/proc/%d/ns/pid", pod.Holder))
 		if err != nil {
-			h.kill()
-			return err
+			return fail(err)
 		}
 		pod.NSInodes["pid"] = ino
 	}
-	// Sysctls (net.ipv4.conf.default.* and friends) must be in place before
-	// the CNI chain makes interfaces, so with sysctls the holder's set-up
-	// comes first; without, the ADD runs while the holder starts (and sets
-	// lo up).
-	var ready chan error
-	if len(p.Sysctls) > 0 {
+	if !early {
 		if err := h.wait(); err != nil {
 			return err
 		}
+		if netList != nil {
+			addStarted = true
+			add = r.startAdd(ctx, pod, p, netList, pod.Pins["net"])
+		}
+		err = add.wait()
 	} else {
-		ready = make(chan error, 1)
+		ready := make(chan error, 1)
 		go func() { ready <- h.wait() }()
-	}
-	addStarted = true
-	err = r.attach(ctx, pod, p, netList)
-	if ready != nil {
-		if err != nil {
+		if err = add.wait(); err != nil {
 			h.kill() // the pod is going away; do not wait for its holder
 		}
 		if rerr := <-ready; err == nil {
@@ -286,32 +294,40 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 	if err != nil {
 		return err
 	}
+	pod.IPs = add.result()
 	h.cmd.Process.Release()
 	pod.Phase = state.PhaseReady
 	return r.Store.SavePod(pod)
 }
 
 // setUpPinned makes the pod's namespaces on a thread of podnsctl, sets them
-// up there and pins them: no holder process is started and stopped.
+// up there and pins them: no holder process is started and stopped. The
+// ADD begins as soon as the network is pinned.
 func (r *Runtime) setUpPinned(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, addStarted *bool) error {
 	o := setUpOptions(pod, p)
+	var add *adding
 	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
 		_, err := holder.SetUp(o)
 		return err
+	}, func(kind, path string) {
+		if kind == "net" && netList != nil {
+			add = r.startAdd(ctx, pod, p, netList, path)
+		}
 	})
+	*addStarted = add != nil
 	for k, v := range pins {
 		pod.Pins[k] = v
+	}
+	if err == nil {
+		err = r.recordInodes(pod)
+	}
+	if aerr := add.wait(); err == nil {
+		err = aerr
 	}
 	if err != nil {
 		return err
 	}
-	if err := r.recordInodes(pod); err != nil {
-		return err
-	}
-	*addStarted = true
-	if err := r.attach(ctx, pod, p, netList); err != nil {
-		return err
-	}
+	pod.IPs = add.result()
 	pod.Phase = state.PhaseReady
 	return r.Store.SavePod(pod)
 }
@@ -328,17 +344,41 @@ func (r *Runtime) recordInodes(pod *state.Pod) error {
 	return nil
 }
 
-// attach runs the CNI ADD (lo is set up with the namespaces).
-func (r *Runtime) attach(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List) error {
-	if netList == nil {
+// adding is a CNI ADD running in the background; a nil one has nothing to
+// wait for.
+type adding struct {
+	done chan struct{}
+	ips  []string
+	err  error
+}
+
+// startAdd runs the CNI ADD for the network pinned at netns. Everything it
+// reads from the pod is copied before it returns.
+func (r *Runtime) startAdd(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, netns string) *adding {
+	a := r.attachment(pod, p.Config)
+	a.NetNS = netns
+	ad := &adding{done: make(chan struct{})}
+	go func() {
+		defer close(ad.done)
+		ad.ips, ad.err = r.cniClient().Add(ctx, netList, a)
+	}()
+	return ad
+}
+
+func (ad *adding) wait() error {
+	if ad == nil {
 		return nil
 	}
-	ips, err := r.cniClient().Add(ctx, netList, r.attachment(pod, p.Config))
-	if err != nil {
-		return err
+	<-ad.done
+	return ad.err
+}
+
+// result is the pod's addresses once wait returned nil.
+func (ad *adding) result() []string {
+	if ad == nil {
+		return nil
 	}
-	pod.IPs = ips
-	return nil
+	return ad.ips
 }
 
 // starting is a holder that has been exec'd but may not be ready yet.
@@ -564,9 +604,17 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	// Whatever else is inside the pod's own namespaces goes too, found in
 	// one pass over /proc while the holder stops (it is left to its
 	// SIGTERM). Only namespaces still pinned count: a freed namespace's
-	// inode number can be reused by someone else's.
+	// inode number can be reused by someone else's. A ready pod that never
+	// had a container (its containers/ directory comes with the first) has
+	// had nothing of podnsctl's in its namespaces but the holder, so the
+	// pass, which competes with the DEL for the CPU, is skipped for it.
+	_, statErr := os.Stat(filepath.Join(r.Store.PodDir(pod.ID), "containers"))
+	scan := statErr == nil || pod.Phase != state.PhaseReady
 	pinned := map[string]uint64{}
 	for kind, ino := range pod.NSInodes {
+		if !scan {
+			break
+		}
 		if cur, err := nsutil.Inode(pod.Pins[kind]); pod.Pins[kind] == "" || err != nil || cur != ino {
 			continue
 		}
