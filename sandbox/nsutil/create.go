@@ -67,11 +67,12 @@ func LoopbackUp() error {
 
 // Unshared makes new namespaces of the given kinds (net, ipc, uts) on a
 // locked thread, runs setup inside them and pins each one on dir/KIND, in
-// the order given, calling pinned (if set) after each pin. No process is
-// started: the thread is retired afterwards (never unlocked) and only the
-// pins keep the namespaces. It returns the pins it made, also when it fails
-// part way, so the caller can record and undo them.
-func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, path string)) (map[string]string, error) {
+// the order given, calling pinned (if set) on that thread after each pin: a
+// process it starts is born in the new namespaces. The thread is retired
+// afterwards (never unlocked), so only the pins and such processes keep the
+// namespaces. It returns the pins it made, also when it fails part way, so
+// the caller can record and undo them.
+func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, path string) error) (map[string]string, error) {
 	var flags int
 	for _, k := range kinds {
 		f, ok := CloneFlag[k]
@@ -110,7 +111,10 @@ func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, 
 			}
 			pins[k] = dst
 			if pinned != nil {
-				pinned(k, dst)
+				if err := pinned(k, dst); err != nil {
+					done <- result{pins, err}
+					return
+				}
 			}
 		}
 		done <- result{pins, nil}

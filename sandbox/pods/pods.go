@@ -198,8 +198,8 @@ func (r *Runtime) writePodFiles(pod *state.Pod, p *spec.Pod, confBytes []byte) e
 	return nil
 }
 
-// setUpOptions are the steps done inside the pod's new namespaces, by the
-// holder or by podnsctl's own thread in pinned mode.
+// setUpOptions are the steps done inside the pod's new namespaces, on
+// podnsctl's thread that made them, before anything is pinned.
 func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
 	o := holder.Options{Loopback: pod.Network == string(spec.ModePod), ReadyFD: -1}
 	if pod.Network == string(spec.ModePod) {
@@ -216,75 +216,79 @@ func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
 	return o
 }
 
+// setUpPod makes the pod's namespaces on a thread of podnsctl, sets them up
+// there (hostname, sysctls, lo) and pins them. The CNI ADD begins as soon as
+// the network is pinned; in holder mode the holder is started from the same
+// thread right after, so it is born in the pod's namespaces (and a new PID
+// namespace for pid POD), and its start overlaps the ADD and the other pins.
+// In pinned mode no process is started at all. A crash before the final
+// save leaves a record in "creating": gc finds the holder by its command
+// line and the pins by the mount table.
 func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List) error {
-	addStarted := false
+	var (
+		add *adding
+		h   *starting
+	)
 	defer func() {
 		// The record owes a DEL from the start; a pod that fails before
 		// its ADD began has nothing to delete.
-		if !addStarted {
+		if add == nil {
 			pod.CNIAdded = false
 		}
 	}()
-	if pod.Mode == ModePinned {
-		return r.setUpPinned(ctx, pod, p, netList, &addStarted)
-	}
-	h, err := r.startHolder(pod, setUpOptions(pod, p))
-	if err != nil {
+	startHolder := func() error {
+		if pod.Mode != ModeHolder || h != nil {
+			return nil
+		}
+		var err error
+		h, err = r.startHolder(pod)
 		return err
 	}
-	// From here the holder is ours to stop: teardown finds it by PID.
-	pod.Holder = h.cmd.Process.Pid
-	pod.HolderStart, _ = nsutil.ProcStart(pod.Holder)
-	// The namespaces exist as soon as the holder is cloned, before its Go
-	// runtime is up, so they are pinned and attached while it starts: the
-	// ADD begins once the network is pinned, the other pins follow beside
-	// it. Sysctls (net.ipv4.conf.default.* and friends) must be in place
-	// before the chain makes interfaces, so with sysctls the holder's
-	// set-up comes first. A crash before the final save leaves a record in
-	// "creating": gc finds the holder by its command line and the pins by
-	// the mount table.
-	early := len(p.Sysctls) == 0
-	var add *adding
-	fail := func(err error) error {
-		h.kill()
+	o := setUpOptions(pod, p)
+	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
+		_, err := holder.SetUp(o)
+		return err
+	}, func(kind, path string) error {
+		if kind == "net" && netList != nil {
+			add = r.startAdd(ctx, pod, p, netList, path)
+		}
+		return startHolder()
+	})
+	for k, v := range pins {
+		pod.Pins[k] = v
+	}
+	if err == nil {
+		err = startHolder() // a pod that owns no namespace: its holder needs none
+	}
+	if h != nil {
+		// From here the holder is ours to stop: teardown finds it by PID.
+		pod.Holder = h.cmd.Process.Pid
+		pod.HolderStart, _ = nsutil.ProcStart(pod.Holder)
+	}
+	if err == nil {
+		err = r.recordInodes(pod)
+	}
+	if err == nil && h != nil && pod.PID == string(spec.ModePod) {
+		var ino uint64
+		if ino, err = nsutil.Inode(fmt.Sprintf("/proc/%d/ns/pid", pod.Holder)); err == nil {
+			pod.NSInodes["pid"] = ino
+		}
+	}
+	if err != nil {
+		if h != nil {
+			h.kill()
+		}
 		add.wait() // no DEL while the ADD still runs
 		return err
 	}
-	dir := r.Store.PodDir(pod.ID)
-	for _, kind := range ownedKinds(pod) {
-		dst := filepath.Join(dir, "ns", kind)
-		if err := nsutil.Pin(fmt.Sprintf("/proc/%d/ns/%s", pod.Holder, kind), dst); err != nil {
-			return fail(fmt.Errorf("pin %s namespace: %w", kind, err))
-		}
-		pod.Pins[kind] = dst
-		if kind == "net" && early && netList != nil {
-			addStarted = true
-			add = r.startAdd(ctx, pod, p, netList, dst)
-		}
-	}
-	if err := r.recordInodes(pod); err != nil {
-		return fail(err)
-	}
-	if pod.PID == string(spec.ModePod) {
-		ino, err := nsutil.Inode(fmt.Sprintf("/proc/%d/ns/pid", pod.Holder))
-		if err != nil {
-			return fail(err)
-		}
-		pod.NSInodes["pid"] = ino
-	}
-	if !early {
-		if err := h.wait(); err != nil {
-			return err
-		}
-		if netList != nil {
-			addStarted = true
-			add = r.startAdd(ctx, pod, p, netList, pod.Pins["net"])
-		}
-		err = add.wait()
-	} else {
-		ready := make(chan error, 1)
+	var ready chan error
+	if h != nil {
+		ready = make(chan error, 1)
 		go func() { ready <- h.wait() }()
-		if err = add.wait(); err != nil {
+	}
+	err = add.wait()
+	if h != nil {
+		if err != nil {
 			h.kill() // the pod is going away; do not wait for its holder
 		}
 		if rerr := <-ready; err == nil {
@@ -295,39 +299,9 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 		return err
 	}
 	pod.IPs = add.result()
-	h.cmd.Process.Release()
-	pod.Phase = state.PhaseReady
-	return r.Store.SavePod(pod)
-}
-
-// setUpPinned makes the pod's namespaces on a thread of podnsctl, sets them
-// up there and pins them: no holder process is started and stopped. The
-// ADD begins as soon as the network is pinned.
-func (r *Runtime) setUpPinned(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, addStarted *bool) error {
-	o := setUpOptions(pod, p)
-	var add *adding
-	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
-		_, err := holder.SetUp(o)
-		return err
-	}, func(kind, path string) {
-		if kind == "net" && netList != nil {
-			add = r.startAdd(ctx, pod, p, netList, path)
-		}
-	})
-	*addStarted = add != nil
-	for k, v := range pins {
-		pod.Pins[k] = v
+	if h != nil {
+		h.cmd.Process.Release()
 	}
-	if err == nil {
-		err = r.recordInodes(pod)
-	}
-	if aerr := add.wait(); err == nil {
-		err = aerr
-	}
-	if err != nil {
-		return err
-	}
-	pod.IPs = add.result()
 	pod.Phase = state.PhaseReady
 	return r.Store.SavePod(pod)
 }
@@ -407,26 +381,15 @@ func (h *starting) wait() error {
 	return fmt.Errorf("holder failed (%v): %s", werr, strings.TrimSpace(string(msg)))
 }
 
-// startHolder execs podns-sandbox in the pod's new namespaces. It returns
-// once the exec succeeded; wait says when the holder is ready.
-func (r *Runtime) startHolder(pod *state.Pod, o holder.Options) (*starting, error) {
+// startHolder execs podns-sandbox in the calling thread's namespaces (and a
+// new PID namespace for pid POD). It returns once the exec succeeded; wait
+// says when the holder is ready.
+func (r *Runtime) startHolder(pod *state.Pod) (*starting, error) {
 	var flags uintptr
-	for _, k := range ownedKinds(pod) {
-		flags |= nsutil.CloneFlag[k]
-	}
 	if pod.PID == string(spec.ModePod) {
 		flags |= unix.CLONE_NEWPID
 	}
 	args := []string{"hold", "--pod", pod.ID, "--ready-fd", "3"}
-	if o.Hostname != "" {
-		args = append(args, "--hostname", o.Hostname)
-	}
-	for _, kv := range o.Sysctls {
-		args = append(args, "--sysctl", kv)
-	}
-	if o.Loopback {
-		args = append(args, "--loopback")
-	}
 	logPath := filepath.Join(r.Store.PodDir(pod.ID), "holder.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
