@@ -274,9 +274,18 @@ func (c *Client) add(ctx context.Context, list *List, a *Attachment) (types.Resu
 		return nil, err
 	}
 	caps := a.capabilityArgs()
-	var res types.Result
-	for _, p := range list.Plugins {
-		conf, err := pluginConf(list, p, res, caps)
+	var (
+		res  types.Result
+		prev json.RawMessage
+	)
+	for i, p := range list.Plugins {
+		if i > 0 {
+			var err error
+			if prev, err = json.Marshal(res); err != nil {
+				return nil, err
+			}
+		}
+		conf, err := pluginConf(list, p, prev, caps)
 		if err != nil {
 			return nil, err
 		}
@@ -308,7 +317,7 @@ func (c *Client) del(ctx context.Context, list *List, a *Attachment) error {
 		return err
 	}
 	// From 0.4.0 on, DEL gets the ADD's result as prevResult.
-	var prev types.Result
+	var prev json.RawMessage
 	if ge, err := version.GreaterThanOrEqualTo(confVersion(list), "0.4.0"); err != nil {
 		return err
 	} else if ge {
@@ -354,7 +363,7 @@ func confVersion(list *List) string {
 
 // pluginConf is one plugin's stdin: its own config with the list's name and
 // version, the previous result, and the capabilities it declared.
-func pluginConf(list *List, p *Plugin, prev types.Result, caps map[string]any) ([]byte, error) {
+func pluginConf(list *List, p *Plugin, prev json.RawMessage, caps map[string]any) ([]byte, error) {
 	m := make(map[string]any, len(p.raw)+3)
 	for k, v := range p.raw {
 		m[k] = v
@@ -477,16 +486,26 @@ func (c *Client) cacheAdd(list *List, a *Attachment, caps map[string]any, res ty
 
 // cached is the ADD's result from the cache in the list's version, or nil
 // (an unreadable entry is dropped, as libcni does).
-func (c *Client) cached(list *List, a *Attachment) types.Result {
+func (c *Client) cached(list *List, a *Attachment) json.RawMessage {
 	data, err := os.ReadFile(c.cacheFile(list, a))
 	if err != nil {
 		return nil
 	}
 	var e cacheEntry
 	if json.Unmarshal(data, &e) == nil && e.Kind == "cniCacheV1" && len(e.Result) > 0 {
+		// Cached by this list's ADD, the result is in the list's version
+		// already and goes to the plugins as it is.
+		var v struct {
+			CNIVersion string `json:"cniVersion"`
+		}
+		if json.Unmarshal(e.Result, &v) == nil && v.CNIVersion == confVersion(list) {
+			return e.Result
+		}
 		if r, err := create.CreateFromBytes(e.Result); err == nil {
 			if r, err = r.GetAsVersion(confVersion(list)); err == nil {
-				return r
+				if raw, err := json.Marshal(r); err == nil {
+					return raw
+				}
 			}
 		}
 	}

@@ -201,3 +201,36 @@ func TestErrors(t *testing.T) {
 		t.Fatalf("saved single conf does not parse: %s %v", data, err)
 	}
 }
+
+// TestCachedResultConverted: a cached result in another version reaches
+// the DEL in the list's version; an unreadable cache entry means no
+// prevResult and is dropped.
+func TestCachedResultConverted(t *testing.T) {
+	bin, rec := setup(t)
+	c := &Client{BinDirs: []string{bin}, CacheDir: t.TempDir()}
+	newer, _ := Parse([]byte(`{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"rec-a"}]}`))
+	if _, err := c.Add(context.Background(), newer, attachment()); err != nil {
+		t.Fatal(err)
+	}
+	older, _ := Parse([]byte(`{"cniVersion":"0.4.0","name":"n","plugins":[{"type":"rec-a"}]}`))
+	if err := c.Del(context.Background(), older, attachment()); err != nil {
+		t.Fatal(err)
+	}
+	prev, _ := calls(t, rec)["DEL-rec-a"]["prevResult"].(map[string]any)
+	if prev == nil || prev["cniVersion"] != "0.4.0" {
+		t.Fatalf("DEL prevResult %v", prev)
+	}
+	os.MkdirAll(filepath.Join(c.CacheDir, "results"), 0o700)
+	os.WriteFile(c.cacheFile(older, attachment()), []byte("{junk"), 0o600)
+	os.RemoveAll(rec)
+	os.Mkdir(rec, 0o700)
+	if err := c.Del(context.Background(), older, attachment()); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls(t, rec)["DEL-rec-a"]; got == nil || got["prevResult"] != nil {
+		t.Fatalf("DEL after a bad cache entry: %v", got)
+	}
+	if _, err := os.Stat(c.cacheFile(older, attachment())); err == nil {
+		t.Fatal("bad cache entry kept")
+	}
+}

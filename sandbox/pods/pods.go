@@ -664,10 +664,15 @@ func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod) error {
 	if err != nil {
 		return err
 	}
-	// The record holds the config podnsctl validated and wrote itself.
+	// The record holds the config podnsctl validated and wrote itself; the
+	// DEL needs only what becomes capabilities.
+	var caps struct {
+		PortMappings []*runtimeapi.PortMapping `json:"port_mappings"`
+		Annotations  map[string]string         `json:"annotations"`
+	}
 	cfg := &runtimeapi.PodSandboxConfig{}
-	if json.Unmarshal(pod.Config, cfg) != nil {
-		cfg = nil
+	if json.Unmarshal(pod.Config, &caps) == nil {
+		cfg.PortMappings, cfg.Annotations = caps.PortMappings, caps.Annotations
 	}
 	a := r.attachment(pod, cfg)
 	if a.NetNS == "" && pod.Network == string(spec.ModePod) {
