@@ -605,8 +605,26 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 		}
 	}
 	<-scanDone
-	<-delDone
+	// A ready pod's pins are all in its record (they are made before its
+	// last save) and a stopped pod has none: the DEL needs only the network
+	// pin, so the others go while it runs. Any other pod (a crashed or
+	// failed runp, an earlier teardown that failed) may have mounts the
+	// record does not name: the mount table is read once the DEL is done.
 	var errs []error
+	unpin := func(m string) {
+		if err := nsutil.Unpin(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	known := pod.Phase == state.PhaseStopped || (pod.Phase == state.PhaseReady && len(pod.Pins) > 0)
+	if known {
+		for kind, pin := range pod.Pins {
+			if kind != "net" {
+				unpin(pin)
+			}
+		}
+	}
+	<-delDone
 	if pod.CNIAdded {
 		if err := delErr; err != nil {
 			if !force {
@@ -619,24 +637,17 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 			pod.CNIAdded = false
 		}
 	}
-	// A ready pod's pins are all in its record (they are made before its
-	// last save) and a stopped pod has none; any other pod (a crashed or
-	// failed runp, an earlier teardown that failed) may have mounts the
-	// record does not name, so the mount table is read.
-	var mounts []string
-	if pod.Phase == state.PhaseStopped || (pod.Phase == state.PhaseReady && len(pod.Pins) > 0) {
-		for _, pin := range pod.Pins {
-			mounts = append(mounts, pin)
+	if known {
+		if pin, ok := pod.Pins["net"]; ok {
+			unpin(pin)
 		}
 	} else {
-		var err error
-		if mounts, err = nsutil.MountsUnder(r.Store.PodDir(pod.ID)); err != nil {
+		mounts, err := nsutil.MountsUnder(r.Store.PodDir(pod.ID))
+		if err != nil {
 			errs = append(errs, err)
 		}
-	}
-	for _, m := range mounts {
-		if err := nsutil.Unpin(m); err != nil {
-			errs = append(errs, err)
+		for _, m := range mounts {
+			unpin(m)
 		}
 	}
 	pod.Pins = map[string]string{}
