@@ -144,7 +144,13 @@ func EnsureBridge(h *netlink.Handle, name string, mtu int) (br *netlink.Bridge, 
 	// it as pods come and go, leaving pods with a stale gateway neighbour
 	// entry. One set at creation stays.
 	la.HardwareAddr = randomMAC()
-	br = &netlink.Bridge{LinkAttrs: la}
+	// No multicast snooping: with it, adding or removing any port walks
+	// every port's multicast state (br_port_state_selection ->
+	// br_multicast_enable_port), O(pods) per ADD and DEL, while a pod
+	// bridge has no multicast querier, so unregistered multicast was
+	// flooded to every port all the same.
+	snooping := false
+	br = &netlink.Bridge{LinkAttrs: la, MulticastSnooping: &snooping}
 	created = true
 	if err := h.LinkAdd(br); err != nil {
 		if !errors.Is(err, unix.EEXIST) {

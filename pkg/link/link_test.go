@@ -5,6 +5,7 @@ package link
 import (
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -62,6 +63,11 @@ func TestVethIntoNetns(t *testing.T) {
 		t.Fatalf("EnsureBridge: %v created=%v", err, created)
 	}
 	t.Cleanup(func() { _ = DeleteByName(h, brName) })
+	// The bridge podns makes does no multicast snooping (O(ports) work on
+	// every port change).
+	if b, err := os.ReadFile("/sys/class/net/" + brName + "/bridge/multicast_snooping"); err != nil || strings.TrimSpace(string(b)) != "0" {
+		t.Fatalf("multicast_snooping of %s: %q, %v; want 0", brName, b, err)
+	}
 	if _, again, err := EnsureBridge(h, brName, 1400); err != nil || again {
 		t.Fatalf("second EnsureBridge: %v created=%v", err, again)
 	}
