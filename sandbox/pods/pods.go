@@ -151,25 +151,31 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.
 		}
 		pod.CNINetwork = netList.Name
 	}
-	// The record exists before any resource, so a crash at any later
-	// instant leaves something gc can find. The saved network comes first
-	// and the record already owes a CNI DEL: a DEL before (or without) an
-	// ADD is harmless, and it saves a record write between the namespaces
-	// and the ADD.
+	// The record exists before any resource that outlives podnsctl, so a
+	// crash at any later instant leaves something gc can find. The saved
+	// network comes first and the record already owes a CNI DEL: a DEL
+	// before (or without) an ADD is harmless, and it saves a record write
+	// between the namespaces and the ADD. The namespaces are made and set
+	// up meanwhile: until they are pinned they die with podnsctl's thread,
+	// and setUpPod pins nothing before the record is saved.
 	dir := r.Store.PodDir(pod.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pod dir: %w", err)
 	}
+	saved, setUp := make(chan error, 1), make(chan error, 1)
+	go func() { setUp <- r.setUpPod(ctx, pod, p, netList, saved) }()
 	err = r.writePodFiles(pod, p, confBytes)
 	if err == nil {
 		pod.CNIAdded = netList != nil
 		err = r.Store.SavePod(pod)
 	}
+	saved <- err
 	if err != nil {
+		<-setUp // made nothing that outlives it
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := r.setUpPod(ctx, pod, p, netList); err != nil {
+	if err := <-setUp; err != nil {
 		if terr := r.teardown(ctx, pod, true, false); terr != nil {
 			return nil, fmt.Errorf("%w (and cleanup failed: %v)", err, terr)
 		}
@@ -221,10 +227,11 @@ func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
 // the network is pinned; in holder mode the holder is started from the same
 // thread right after, so it is born in the pod's namespaces (and a new PID
 // namespace for pid POD), and its start overlaps the ADD and the other pins.
-// In pinned mode no process is started at all. A crash before the final
-// save leaves a record in "creating": gc finds the holder by its command
-// line and the pins by the mount table.
-func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List) error {
+// In pinned mode no process is started at all. Nothing is pinned before
+// the pod's first record is saved (saved says whether it was); a crash
+// after that and before the final save leaves a record in "creating": gc
+// finds the holder by its command line and the pins by the mount table.
+func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, saved <-chan error) error {
 	var (
 		add *adding
 		h   *starting
@@ -245,8 +252,13 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 		return err
 	}
 	o := setUpOptions(pod, p)
+	recorded := false
 	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
 		_, err := holder.SetUp(o)
+		if rerr := <-saved; err == nil {
+			err = rerr
+		}
+		recorded = err == nil
 		return err
 	}, func(kind, path string) error {
 		if kind == "net" && netList != nil {
@@ -256,6 +268,9 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 	})
 	for k, v := range pins {
 		pod.Pins[k] = v
+	}
+	if !recorded {
+		return err // nothing was pinned or started: the namespaces died with the thread
 	}
 	if err == nil {
 		err = startHolder() // a pod that owns no namespace: its holder needs none
