@@ -149,6 +149,11 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 				}
 				b.report.Fills = append(b.report.Fills, Fill{Side: n.Impl.Side, From: len0[n], Pods: level, Seconds: time.Since(t0).Seconds()})
 			}
+			waited := b.settle(2*time.Second, 20*time.Second)
+			for i := len(b.report.Fills) - len(g.nets); i < len(b.report.Fills); i++ {
+				b.report.Fills[i].SettleSeconds = waited.Seconds()
+			}
+			logf("waited %.1f s for the new pods' start-up traffic to settle before probing", waited.Seconds())
 		}
 		// Level 0 is measured again here rather than taken from scenario 1,
 		// so every point of the growth curve comes from the same stretch of
@@ -167,6 +172,9 @@ type Fill struct {
 	From    int     `json:"from"`
 	Pods    int     `json:"pods"`
 	Seconds float64 `json:"seconds"`
+	// SettleSeconds is how long the probes then waited for the machine to
+	// go quiet (settle).
+	SettleSeconds float64 `json:"settle_seconds,omitempty"`
 }
 
 // pauseAt lets a person look at a filled network (strace, perf, pprof):

@@ -205,9 +205,12 @@ func (r *Report) tables() []table {
 					}
 				}
 			}
-			for _, f := range r.Fills {
+			for i, f := range r.Fills {
 				t.notes = append(t.notes, fmt.Sprintf("filling %s from %d to %d pods took %.1f s (%.1f pods/s, %d workers).",
 					sideLabel(f.Side), f.From, f.Pods, f.Seconds, float64(f.Pods-f.From)/f.Seconds, fillWorkersNote))
+				if f.SettleSeconds > 0 && (i+1 == len(r.Fills) || r.Fills[i+1].Pods != f.Pods) {
+					t.notes = append(t.notes, fmt.Sprintf("then %.1f s until the machine was quiet (the new pods' start-up traffic) before the %d-pod probe.", f.SettleSeconds, f.Pods))
+				}
 			}
 		}
 		if sc == 2 {
