@@ -475,4 +475,38 @@ func sweepNftChains(prefix string) {
 			}
 		}
 	}
+	sweepPodnsSets(prefix)
+}
+
+// sweepPodnsSets deletes the address sets podns keeps per network in its
+// table (a DEL leaves them for the network's next pod; CNI GC removes them),
+// then the table if nothing else is left in it.
+func sweepPodnsSets(prefix string) {
+	out, err := exec.Command("nft", "list", "table", "inet", "podns").Output()
+	if err != nil {
+		return // no table
+	}
+	left := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || (f[0] != "set" && f[0] != "chain") {
+			continue
+		}
+		name := f[1]
+		net := name
+		for _, p := range []string{"pods4-", "pods6-", "nets4-", "nets6-"} {
+			net = strings.TrimPrefix(net, p)
+		}
+		if f[0] == "set" && net != name && owned(net, prefix) {
+			if err := exec.Command("nft", "delete", "set", "inet", "podns", name).Run(); err != nil {
+				warnf("sweep: delete nft set inet podns %s: %v", name, err)
+				left++
+			}
+			continue
+		}
+		left++
+	}
+	if left == 0 {
+		_ = exec.Command("nft", "delete", "table", "inet", "podns").Run()
+	}
 }

@@ -65,7 +65,15 @@ func main() {
 		case "doc":
 			os.Exit(cmdDoc(os.Args[2:]))
 		case "cleanup":
+			// Never under a run that is going on: a second run that was
+			// refused (or a script's exit trap) must not sweep its state.
+			unlock, err := tryLockRun()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench cleanup:", err)
+				return
+			}
 			sweepPrefix(namePrefix)
+			unlock()
 			return
 		}
 	}
@@ -314,6 +322,22 @@ func lockRun() (func(), error) {
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// tryLockRun is lockRun without waiting.
+func tryLockRun() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(stateRoot, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, nil // no run ever took it
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, errors.New("another bench run holds " + f.Name() + "; not sweeping")
+	}
+	return func() { f.Close() }, nil
 }
 
 func repoRoot() string {
