@@ -590,13 +590,12 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	scan := statErr == nil || pod.Phase != state.PhaseReady
 	pinned := map[string]uint64{}
 	for kind, ino := range pod.NSInodes {
-		if !scan {
-			break
-		}
-		if cur, err := nsutil.Inode(pod.Pins[kind]); pod.Pins[kind] == "" || err != nil || cur != ino {
+		if !scan || pod.Pins[kind] == "" {
 			continue
 		}
-		pinned[kind] = ino
+		if cur, err := nsutil.Inode(pod.Pins[kind]); err == nil && cur == ino {
+			pinned[kind] = ino
+		}
 	}
 	scanDone := make(chan struct{})
 	go func() {
