@@ -165,6 +165,7 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 func (a *app) runp(args []string) (int, error) {
+	nsutil.WarmExec() // its first exec is a CNI plugin or the holder
 	fs := newFlags("runp")
 	mode := fs.String("mode", os.Getenv("PODNS_MODE"), "holder or pinned")
 	if err := parse(fs, args); err != nil {
@@ -316,6 +317,7 @@ func (a *app) exec(args []string) (int, error) {
 }
 
 func (a *app) stopp(args []string) (int, error) {
+	nsutil.WarmExec() // its first exec is the CNI DEL
 	if len(args) == 0 {
 		return 2, errors.New("usage: podnsctl stopp POD...")
 	}
@@ -330,6 +332,7 @@ func (a *app) stopp(args []string) (int, error) {
 }
 
 func (a *app) rmp(args []string) (int, error) {
+	nsutil.WarmExec() // its first exec is the CNI DEL
 	fs := newFlags("rmp")
 	force := fs.Bool("f", false, "remove even if CNI DEL fails")
 	all := fs.Bool("a", false, "remove every pod")

@@ -122,3 +122,15 @@ func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, 
 	r := <-done
 	return r.pins, r.err
 }
+
+// WarmExec has the Go runtime make, in the background and now, the
+// one-time check for pidfd support it would otherwise make inside the first
+// exec (a pidfd_open, a waitid and a vfork of a child that exits at once):
+// for runp and rmp that first exec is a CNI plugin on the critical path.
+func WarmExec() {
+	go func() {
+		if p, err := os.FindProcess(os.Getpid()); err == nil {
+			p.Release()
+		}
+	}()
+}
