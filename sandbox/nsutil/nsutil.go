@@ -400,6 +400,26 @@ func Stop(pid int, start uint64, grace, kill time.Duration) {
 	waitPidfd(fd, kill)
 }
 
+// Kill sends SIGKILL (through a pidfd, so a reused PID is never hit) and
+// waits up to d until the process is gone.
+func Kill(pid int, start uint64, d time.Duration) {
+	fd, err := openPidfd(pid, start)
+	if err != nil { // no pidfd support: signal by PID, poll /proc
+		if Alive(pid, start) {
+			unix.Kill(pid, unix.SIGKILL)
+			pollGone(pid, start, d)
+		}
+		return
+	}
+	if fd < 0 {
+		return
+	}
+	defer unix.Close(fd)
+	if unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
+		waitPidfd(fd, d)
+	}
+}
+
 func pollGone(pid int, start uint64, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for Alive(pid, start) {

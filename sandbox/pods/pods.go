@@ -606,8 +606,11 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 			}
 		}
 	}()
+	// The holder holds nothing that needs a graceful stop (containerd
+	// SIGKILLs its pause container too): SIGKILL spares it waking its Go
+	// runtime to handle a SIGTERM while the DEL wants the CPU.
 	if pod.Holder != 0 {
-		stopProcess(pod.Holder, pod.HolderStart, r.StopTimeout)
+		nsutil.Kill(pod.Holder, pod.HolderStart, 5*time.Second)
 	}
 	// A runp killed before it recorded the holder's PID left a holder only
 	// its command line names. Once the holder is in the record (a failed
