@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -166,6 +167,15 @@ func (m *multi) Set(s string) error { *m = append(*m, s); return nil }
 
 func (a *app) runp(args []string) (int, error) {
 	nsutil.WarmExec() // its first exec is a CNI plugin or the holder
+	// The pod's namespaces are unshared on a locked thread that is then
+	// ended; keeping this (main) goroutine on the main thread keeps that
+	// thread, which Go cannot end and /proc/PID/ns shows, out of them.
+	// runp pays for Go's template thread with its first lock anyway.
+	runtime.LockOSThread()
+	// Most pods own their network, ipc and uts namespaces: the kernel makes
+	// them while the config is read and the record written.
+	early := nsutil.StartUnshare([]string{"net", "ipc", "uts"})
+	defer early.Close()
 	fs := newFlags("runp")
 	mode := fs.String("mode", os.Getenv("PODNS_MODE"), "holder or pinned")
 	if err := parse(fs, args); err != nil {
@@ -182,7 +192,7 @@ func (a *app) runp(args []string) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	pod, err := a.rt.RunPod(context.Background(), p, *mode)
+	pod, err := a.rt.RunPod(context.Background(), p, *mode, early)
 	if err != nil {
 		return 1, err
 	}

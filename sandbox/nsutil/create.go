@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -65,62 +66,109 @@ func LoopbackUp() error {
 	}
 }
 
-// Unshared makes new namespaces of the given kinds (net, ipc, uts) on a
-// locked thread, runs setup inside them and pins each one on dir/KIND, in
-// the order given, calling pinned (if set) on that thread after each pin: a
-// process it starts is born in the new namespaces. The thread is retired
-// afterwards (never unlocked), so only the pins and such processes keep the
-// namespaces. It returns the pins it made, also when it fails part way, so
-// the caller can record and undo them.
-func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, path string) error) (map[string]string, error) {
+// NSThread is a locked OS thread that unshares new namespaces (net, ipc,
+// uts: allowed per thread) as soon as it starts, so the kernel's part of
+// making them (a network namespace takes the most) runs beside whatever
+// the caller does next. Finish sets them up and pins them; Close drops
+// them. The thread is never unlocked: Go ends it with its goroutine, and a
+// namespace lives on only in its pins and in processes started from it.
+// The caller should keep the main thread to itself (runtime.LockOSThread
+// on the main goroutine): Go cannot end the main thread, and /proc/PID/ns
+// shows the main thread's namespaces.
+type NSThread struct {
+	kinds []string
+	work  chan func()
+	ready chan struct{} // closed once the unshare is done
+	err   error         // the unshare's
+	close sync.Once
+}
+
+// StartUnshare starts a thread and unshares the given kinds on it.
+func StartUnshare(kinds []string) *NSThread {
+	t := &NSThread{kinds: kinds, work: make(chan func()), ready: make(chan struct{})}
 	var flags int
 	for _, k := range kinds {
 		f, ok := CloneFlag[k]
 		if !ok || (k != "net" && k != "ipc" && k != "uts") {
-			return nil, fmt.Errorf("cannot unshare a %s namespace on a thread", k)
+			t.err = fmt.Errorf("cannot unshare a %s namespace on a thread", k)
+			close(t.ready)
+			return t
 		}
 		flags |= int(f)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	type result struct {
-		pins map[string]string
-		err  error
-	}
-	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: Go ends the thread with the goroutine
-		pins := map[string]string{}
 		if err := unix.Unshare(flags); err != nil {
-			done <- result{pins, fmt.Errorf("unshare namespaces: %w", err)}
-			return
+			t.err = fmt.Errorf("unshare namespaces: %w", err)
 		}
+		close(t.ready)
+		for f := range t.work {
+			f()
+		}
+	}()
+	return t
+}
+
+// Kinds are the namespaces the thread unshared.
+func (t *NSThread) Kinds() []string { return t.kinds }
+
+// Close retires the thread and with it namespaces nothing pinned; repeats
+// are fine.
+func (t *NSThread) Close() {
+	t.close.Do(func() {
+		<-t.ready
+		if t.err == nil {
+			close(t.work)
+		}
+	})
+}
+
+// Finish runs setup inside the thread's namespaces and pins each one on
+// dir/KIND, in the thread's order, calling pinned (if set) on the thread
+// after each pin: a process it starts is born in the namespaces. Then the
+// thread is retired. It returns the pins it made, also when it fails part
+// way, so the caller can record and undo them.
+func (t *NSThread) Finish(dir string, setup func() error, pinned func(kind, path string) error) (map[string]string, error) {
+	defer t.Close()
+	pins := map[string]string{}
+	if <-t.ready; t.err != nil {
+		return pins, t.err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return pins, err
+	}
+	done := make(chan error, 1)
+	t.work <- func() {
 		if setup != nil {
 			if err := setup(); err != nil {
-				done <- result{pins, err}
+				done <- err
 				return
 			}
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/", unix.Gettid())
-		for _, k := range kinds {
+		for _, k := range t.kinds {
 			dst := filepath.Join(dir, k)
 			if err := pinFile(self+k, dst); err != nil {
-				done <- result{pins, fmt.Errorf("pin %s namespace: %w", k, err)}
+				done <- fmt.Errorf("pin %s namespace: %w", k, err)
 				return
 			}
 			pins[k] = dst
 			if pinned != nil {
 				if err := pinned(k, dst); err != nil {
-					done <- result{pins, err}
+					done <- err
 					return
 				}
 			}
 		}
-		done <- result{pins, nil}
-	}()
-	r := <-done
-	return r.pins, r.err
+		done <- nil
+	}
+	return pins, <-done
+}
+
+// Unshared makes new namespaces of the given kinds on a thread and
+// finishes them at once (see NSThread.Finish).
+func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, path string) error) (map[string]string, error) {
+	return StartUnshare(kinds).Finish(dir, setup, pinned)
 }
 
 // WarmExec has the Go runtime make, in the background and now, the

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -91,8 +92,13 @@ func (r *Runtime) cniClient() *cni.Client {
 }
 
 // RunPod creates a pod and returns its record. On any failure everything
-// made so far is undone.
-func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.Pod, error) {
+// made so far is undone. early, if set, is a thread that already unshared
+// namespaces (podnsctl starts it before it reads the config); RunPod uses
+// it when the pod owns exactly those, and retires it either way.
+func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string, early *nsutil.NSThread) (*state.Pod, error) {
+	if early != nil {
+		defer early.Close()
+	}
 	cfg := p.Config
 	if mode == "" {
 		mode = cfg.GetAnnotations()[ModeAnnotation]
@@ -163,7 +169,11 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string) (*state.
 		return nil, fmt.Errorf("pod dir: %w", err)
 	}
 	saved, setUp := make(chan error, 1), make(chan error, 1)
-	go func() { setUp <- r.setUpPod(ctx, pod, p, netList, saved) }()
+	ns := early
+	if ns == nil || !slices.Equal(ns.Kinds(), ownedKinds(pod)) {
+		ns = nsutil.StartUnshare(ownedKinds(pod))
+	}
+	go func() { setUp <- r.setUpPod(ctx, pod, p, netList, ns, saved) }()
 	err = r.writePodFiles(pod, p, confBytes)
 	if err == nil {
 		pod.CNIAdded = netList != nil
@@ -231,7 +241,7 @@ func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
 // the pod's first record is saved (saved says whether it was); a crash
 // after that and before the final save leaves a record in "creating": gc
 // finds the holder by its command line and the pins by the mount table.
-func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, saved <-chan error) error {
+func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, ns *nsutil.NSThread, saved <-chan error) error {
 	var (
 		add *adding
 		h   *starting
@@ -253,7 +263,7 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 	}
 	o := setUpOptions(pod, p)
 	recorded := false
-	pins, err := nsutil.Unshared(ownedKinds(pod), filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
+	pins, err := ns.Finish(filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
 		_, err := holder.SetUp(o)
 		if rerr := <-saved; err == nil {
 			err = rerr
