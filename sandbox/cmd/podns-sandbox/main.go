@@ -21,7 +21,11 @@ var version = "0.1.0"
 
 func init() {
 	// The init step unshares its cgroup namespace and execs on this thread.
-	runtime.LockOSThread()
+	// Only that step: the first lock also starts Go's template thread, one
+	// thread and ~0.3 ms more for every holder start.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		runtime.LockOSThread()
+	}
 }
 
 type multi []string
