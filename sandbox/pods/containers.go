@@ -380,7 +380,7 @@ func (r *Runtime) killLeftovers(c *state.Container) {
 			return
 		}
 		for _, pid := range left {
-			unix.Kill(pid, unix.SIGKILL)
+			nsutil.KillInNS(pid, "mnt", c.MntInode)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -621,7 +621,7 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 		defer close(scanDone)
 		for _, pid := range nsutil.PidsInAnyNS(pinned) {
 			if pid != pod.Holder {
-				unix.Kill(pid, unix.SIGKILL)
+				nsutil.KillInAnyNS(pid, pinned)
 			}
 		}
 	}()
