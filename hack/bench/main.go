@@ -42,6 +42,8 @@ type Config struct {
 	NSLevels     []int // scenario 6: pods holding namespaces
 	NSSamples    int
 	FillWorkers  int
+	// Gap is a pause before each probe sample.
+	Gap time.Duration
 	// SandboxSamples is scenario 5's pods per side.
 	SandboxSamples int
 	Scenarios      map[int]bool
@@ -107,6 +109,7 @@ func cmdRun(args []string) int {
 	selfCheck := fs.Bool("self-check", false, "put the reference plugins in the podns column too (proves the harness: ratios ~1)")
 	levels := fs.String("levels", "", "scenario 2 pod counts (default 0,100,500,1000; quick 0,100)")
 	workers := fs.Int("workers", 4, "parallel ADDs/DELs while filling and draining pods")
+	gap := fs.Duration("gap", 0, "pause before each ADD+DEL probe sample (lets the previous sample's asynchronous kernel work finish)")
 	_ = fs.Parse(args)
 	if *format != "table" && *format != "markdown" && *format != "json" {
 		fmt.Fprintf(os.Stderr, "bench: -o must be table, markdown or json, not %q\n", *format)
@@ -116,7 +119,7 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, "bench: must run as root (real network namespaces)")
 		return 2
 	}
-	cfg := Config{Quick: *quick, FillWorkers: *workers, StopOnFillError: true, Scenarios: map[int]bool{}}
+	cfg := Config{Quick: *quick, FillWorkers: *workers, Gap: *gap, StopOnFillError: true, Scenarios: map[int]bool{}}
 	if cfg.Quick {
 		cfg.Samples, cfg.ProbeSamples, cfg.Levels = 8, 10, []int{0, 100}
 		cfg.Conc, cfg.Rounds = []int{8, 32, 64}, 1

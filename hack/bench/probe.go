@@ -61,6 +61,7 @@ func (b *Bench) probeAddDel(scenario int, g group, how via, pods, samples int) e
 	}
 	p := newProgress(fmt.Sprintf("scenario %d %s %s, %d pods", scenario, g.name, how, pods), samples*len(g.nets))
 	interleave(samples, g.nets, b.stopped, func(_ int, n *Net) {
+		time.Sleep(b.cfg.Gap)
 		a, d, err := b.attach(n, how)
 		add[n].add(d, err)
 		if a != nil {
@@ -138,6 +139,20 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 			b.teardown(n, pods[n])
 		}
 	}()
+	// First each side alone: its own pods are the only pods on the node,
+	// so its growth is its own. In the interleaved pass below the other
+	// side's pods are on the node too (1000 reference pods bring ~4000
+	// IPv6 routes and ~1000 iptables chains that every link change and
+	// packet of either side then pays for), which is fair for the ratios
+	// but not a measure of one plugin's growth.
+	for _, n := range g.nets {
+		if err := b.growAlone(n, pods[n], g.name+", own pods only"); err != nil {
+			return err
+		}
+		b.teardown(n, pods[n])
+		*pods[n] = nil
+	}
+	mergeProbes(&b.report.Probes, 2, g.name+", own pods only")
 	len0 := map[*Net]int{}
 	for _, level := range b.cfg.Levels {
 		if level > 0 {
@@ -164,6 +179,47 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 		b.pauseAt(level, g.nets)
 	}
 	return nil
+}
+
+// growAlone fills n level by level and probes it with no other side's pods
+// on the node.
+func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string) error {
+	g := group{name: name, nets: []*Net{n}}
+	for _, level := range b.cfg.Levels {
+		if level > 0 {
+			if err := b.fill(n, pods, level, fmt.Sprintf("fill %s alone to %d pods", n.Impl.Label, level)); err != nil {
+				return err
+			}
+			b.settle(2*time.Second, 20*time.Second)
+		}
+		if err := b.probeAddDel(2, g, viaExec, level, b.cfg.ProbeSamples); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mergeProbes folds the probes of one group measured side by side in
+// separate passes (same scenario, op and pod count) into one record each.
+func mergeProbes(probes *[]Probe, scenario int, group string) {
+	var out []Probe
+	at := map[string]int{}
+	for _, p := range *probes {
+		if p.Scenario != scenario || p.Group != group {
+			out = append(out, p)
+			continue
+		}
+		key := fmt.Sprint(p.Via, p.Op, p.Pods)
+		if i, ok := at[key]; ok {
+			for side, st := range p.Stats {
+				out[i].Stats[side] = st
+			}
+			continue
+		}
+		at[key] = len(out)
+		out = append(out, p)
+	}
+	*probes = out
 }
 
 // Fill records how long it took to attach pods, itself a throughput figure.
