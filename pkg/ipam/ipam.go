@@ -162,27 +162,20 @@ func reuse(c *Config, held, static []netip.Addr) ([]netip.Addr, bool) {
 // CmdDel releases every address of (ContainerID, IfName). Releasing an
 // unknown attachment, or a network with no store, succeeds.
 func CmdDel(args *skel.CmdArgs) error {
-	_, err := Release(args)
-	return err
-}
-
-// Release is CmdDel that also tells whether the network has no
-// allocation left (so the caller can drop per-network state cheaply).
-func Release(args *skel.CmdArgs) (empty bool, err error) {
 	c, err := loadConfig(args.StdinData, args.Args, false)
 	if err != nil {
-		return false, err
+		return err
 	}
 	att, err := attachment(args)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if !exists(c.Dir) && !exists(c.MigrateFrom) {
-		return true, nil
+		return nil
 	}
 	s, err := open(c)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer s.Close()
 	err = s.Update(func(tx *store.Tx) error {
@@ -194,10 +187,9 @@ func Release(args *skel.CmdArgs) (empty bool, err error) {
 			// Adopted from an old host-local that recorded no ifname.
 			_, err = tx.ReleaseKeep(store.Attachment{ContainerID: att.ContainerID}, c.keepFree)
 		}
-		empty = tx.Empty()
 		return err
 	})
-	return empty, storeErr("release "+att.String(), err)
+	return storeErr("release "+att.String(), err)
 }
 
 // CmdCheck verifies that (ContainerID, IfName) holds an address in every

@@ -31,10 +31,9 @@ func (podnsIPAM) Addrs(a *skel.CmdArgs) ([]net.IP, error) {
 	return out, err
 }
 
-func (podnsIPAM) Del(a *skel.CmdArgs) error             { return ipam.CmdDel(a) }
-func (podnsIPAM) Release(a *skel.CmdArgs) (bool, error) { return ipam.Release(a) }
-func (podnsIPAM) Check(a *skel.CmdArgs) error           { return ipam.CmdCheck(a) }
-func (podnsIPAM) Status(a *skel.CmdArgs) error          { return ipam.CmdStatus(a) }
-func (podnsIPAM) GC(a *skel.CmdArgs) error              { return ipam.CmdGC(a) }
+func (podnsIPAM) Del(a *skel.CmdArgs) error    { return ipam.CmdDel(a) }
+func (podnsIPAM) Check(a *skel.CmdArgs) error  { return ipam.CmdCheck(a) }
+func (podnsIPAM) Status(a *skel.CmdArgs) error { return ipam.CmdStatus(a) }
+func (podnsIPAM) GC(a *skel.CmdArgs) error     { return ipam.CmdGC(a) }
 
 func init() { inProcess = podnsIPAM{} }

@@ -71,16 +71,6 @@ func Del(ctx context.Context, typ string, args *skel.CmdArgs) error {
 	return wrap(typ, "DEL", execNoResult(ctx, typ, "DEL", args, types.ErrInvalidNetworkConfig))
 }
 
-// DelLeft is Del that also says whether the network has no allocation
-// left; known is false when the IPAM cannot tell (exec'd plugins).
-func DelLeft(ctx context.Context, typ string, args *skel.CmdArgs) (empty, known bool, err error) {
-	if typ == InProcessType && inProcess != nil {
-		empty, err = inProcess.Release(args)
-		return empty, err == nil, wrap(typ, "DEL", err)
-	}
-	return false, false, Del(ctx, typ, args)
-}
-
 // Check asks IPAM to verify the attachment's addresses (prevResult in stdin).
 func Check(ctx context.Context, typ string, args *skel.CmdArgs) error {
 	if typ == InProcessType && inProcess != nil {
@@ -117,7 +107,6 @@ type Plugin interface {
 	Add(*skel.CmdArgs) (r types.Result, fresh bool, err error)
 	Addrs(*skel.CmdArgs) ([]net.IP, error)
 	Del(*skel.CmdArgs) error
-	Release(*skel.CmdArgs) (empty bool, err error)
 	Check(*skel.CmdArgs) error
 	Status(*skel.CmdArgs) error
 	GC(*skel.CmdArgs) error

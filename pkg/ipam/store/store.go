@@ -389,15 +389,6 @@ func (t *Tx) ReleaseKeep(a Attachment, keep func(netip.Addr) bool) ([]netip.Addr
 	return addrs, nil
 }
 
-// Empty reports, in O(1), whether no attachment holds an address.
-func (t *Tx) Empty() bool {
-	if t.atts == nil {
-		return true
-	}
-	k, _ := t.atts.Cursor().First()
-	return k == nil
-}
-
 // Attachments lists every attachment holding addresses.
 func (t *Tx) Attachments() []Attachment {
 	var out []Attachment
