@@ -19,7 +19,6 @@ package finisher
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,6 +28,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/link"
 )
 
 // Arg is the first argument that makes the plugin binary run Main. Runtimes
@@ -189,7 +190,7 @@ func linkGone(h *netlink.Handle, idx int) (bool, error) {
 	if err == nil {
 		return false, nil
 	}
-	if isNotFound(err) {
+	if link.IsNotFound(err) {
 		return true, nil
 	}
 	return false, fmt.Errorf("look up link %d: %w", idx, err)
@@ -197,15 +198,10 @@ func linkGone(h *netlink.Handle, idx int) (bool, error) {
 
 func deleteSelf(h *netlink.Handle, idx int) error {
 	err := h.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}})
-	if err != nil && !isNotFound(err) {
+	if err != nil && !link.IsNotFound(err) {
 		return fmt.Errorf("delete link %d: %w", idx, err)
 	}
 	return nil
-}
-
-func isNotFound(err error) bool {
-	var lnf netlink.LinkNotFoundError
-	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
 }
 
 // Main is the child's side: read one message from fd 3, delete the link it

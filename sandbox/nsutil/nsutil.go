@@ -431,23 +431,11 @@ func pollGone(pid int, start uint64, d time.Duration) bool {
 	return true
 }
 
-// KillInNS sends SIGKILL to pid only if it is still in the namespace
-// (kind, ino): the PID is pinned with a pidfd first and the namespace
-// checked after, so a process that exited since a /proc scan and whose
-// PID was handed to someone else (pid_max is often 32768) is never hit.
-func KillInNS(pid int, kind string, ino uint64) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return // gone, or no pidfd support: not worth a blind kill
-	}
-	defer unix.Close(fd)
-	if got, err := linkInode("/proc/" + strconv.Itoa(pid) + "/ns/" + kind); err != nil || got != ino {
-		return
-	}
-	_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-}
-
-// KillInAnyNS is KillInNS for a process that was found in any of inos.
+// KillInAnyNS sends SIGKILL to pid only if it is still in one of the
+// namespaces inos (kind -> inode): the PID is pinned with a pidfd first and
+// the namespaces checked after, so a process that exited since a /proc scan
+// and whose PID was handed to someone else (pid_max is often 32768) is
+// never hit.
 func KillInAnyNS(pid int, inos map[string]uint64) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {

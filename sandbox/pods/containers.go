@@ -367,6 +367,7 @@ func (r *Runtime) killLeftovers(c *state.Container) {
 	if c.MntInode == 0 {
 		return
 	}
+	mnt := map[string]uint64{"mnt": c.MntInode}
 	for i := 0; i < 50; i++ {
 		var left []int
 		for _, pid := range nsutil.PidsInNS("mnt", c.MntInode) {
@@ -380,7 +381,7 @@ func (r *Runtime) killLeftovers(c *state.Container) {
 			return
 		}
 		for _, pid := range left {
-			nsutil.KillInNS(pid, "mnt", c.MntInode)
+			nsutil.KillInAnyNS(pid, mnt)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
