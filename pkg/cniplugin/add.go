@@ -24,32 +24,41 @@ import (
 	"github.com/podns/podns/pkg/netconf"
 )
 
-// openPodNS opens CNI_NETNS and refuses the plugin's own netns: skel only
-// checks that after ADD has already run.
-func openPodNS(path string) (netns.NsHandle, error) {
+// openPod opens CNI_NETNS, refuses the plugin's own netns (skel only
+// checks that after ADD has already run) and opens a route netlink socket
+// bound to it.
+func openPod(path string) (netns.NsHandle, *netlink.Handle, error) {
+	none := netns.None()
 	if path == "" {
-		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS is empty")
+		return none, nil, codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS is empty")
 	}
 	h, err := netns.GetFromPath(path)
 	if err != nil {
-		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s: %v", path, err)
+		return none, nil, codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s: %v", path, err)
 	}
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(h), &st); err != nil || st.Type != unix.NSFS_MAGIC {
 		h.Close()
-		return netns.None(), codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s is not a network namespace", path)
+		return none, nil, codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s is not a network namespace", path)
 	}
 	self, err := netns.Get()
 	if err != nil {
 		h.Close()
-		return netns.None(), fmt.Errorf("open own netns: %w", err)
+		return none, nil, fmt.Errorf("open own netns: %w", err)
 	}
 	defer self.Close()
 	if h.Equal(self) {
 		h.Close()
-		return netns.None(), codeErr(types.ErrInvalidNetNS, "CNI_NETNS %s is the plugin's own (host) netns", path)
+		return none, nil, codeErr(types.ErrInvalidNetNS, "CNI_NETNS %s is the plugin's own (host) netns", path)
 	}
-	return h, nil
+	// (NewHandleAtFrom would reuse self but opens a socket per netlink
+	// family, each with its own setns round trip.)
+	podH, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return none, nil, fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	return h, podH, nil
 }
 
 // undo collects rollback steps; run executes them newest first.
@@ -94,15 +103,11 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 	}()
 
-	podNS, err := openPodNS(args.Netns)
+	podNS, podH, err := openPod(args.Netns)
 	if err != nil {
 		return err
 	}
 	defer podNS.Close()
-	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", args.Netns, err)
-	}
 	defer podH.Close()
 	// One socket for the host's requests (a zero Handle opens, binds and
 	// closes one per request).

@@ -163,15 +163,11 @@ func check(args *skel.CmdArgs) error {
 	}
 	want := prev.Interfaces[podIdx]
 
-	podNS, err := openPodNS(args.Netns)
+	podNS, podH, err := openPod(args.Netns)
 	if err != nil {
 		return err
 	}
 	defer podNS.Close()
-	podH, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", args.Netns, err)
-	}
 	defer podH.Close()
 	pl, err := podH.LinkByName(args.IfName)
 	if err != nil {
