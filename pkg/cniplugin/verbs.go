@@ -71,11 +71,6 @@ func del(args *skel.CmdArgs) error {
 	if err != nil {
 		errs = append(errs, err)
 	} else {
-		defer func() {
-			if mc != nil {
-				mc.Close()
-			}
-		}()
 		ips, ok, lerr := ipamcall.Addrs(conf.IPAM.Type, args)
 		switch {
 		case lerr != nil:
@@ -115,9 +110,10 @@ func del(args *skel.CmdArgs) error {
 			errs = append(errs, err)
 		}
 	}
+	// Closed here, after its duplicate went to the finisher: the kernel's
+	// wait on release happens there, not in this process.
 	if mc != nil {
 		mc.Close()
-		mc = nil
 	}
 	if conf.IPAM.Type != "" && len(errs) == 0 {
 		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
