@@ -37,11 +37,7 @@ func CmdAdd(args *skel.CmdArgs) (*current.Result, error) {
 // by this call (false: a repeated ADD got what the attachment held), so a
 // caller rolling back a failed ADD releases only what it took.
 func Allocate(args *skel.CmdArgs) (res *current.Result, fresh bool, err error) {
-	c, err := LoadConfig(args.StdinData, args.Args)
-	if err != nil {
-		return nil, false, err
-	}
-	att, err := attachment(args)
+	c, att, err := request(args, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -162,11 +158,7 @@ func reuse(c *Config, held, static []netip.Addr) ([]netip.Addr, bool) {
 // CmdDel releases every address of (ContainerID, IfName). Releasing an
 // unknown attachment, or a network with no store, succeeds.
 func CmdDel(args *skel.CmdArgs) error {
-	c, err := loadConfig(args.StdinData, args.Args, false)
-	if err != nil {
-		return err
-	}
-	att, err := attachment(args)
+	c, att, err := request(args, false)
 	if err != nil {
 		return err
 	}
@@ -195,11 +187,7 @@ func CmdDel(args *skel.CmdArgs) error {
 // CmdCheck verifies that (ContainerID, IfName) holds an address in every
 // range set and owns each address of prevResult inside the ranges.
 func CmdCheck(args *skel.CmdArgs) error {
-	c, err := LoadConfig(args.StdinData, args.Args)
-	if err != nil {
-		return err
-	}
-	att, err := attachment(args)
+	c, att, err := request(args, true)
 	if err != nil {
 		return err
 	}
@@ -355,6 +343,20 @@ func ensureMigrated(s *store.Store, c *Config) error {
 		return err
 	}
 	return s.Update(func(tx *store.Tx) error { return migrate(tx, c) })
+}
+
+// request is what every per-attachment verb starts from: the config
+// (ranges required when the verb allocates or checks) and the attachment.
+func request(args *skel.CmdArgs, needRanges bool) (*Config, store.Attachment, error) {
+	c, err := loadConfig(args.StdinData, args.Args, needRanges)
+	if err != nil {
+		return nil, store.Attachment{}, err
+	}
+	att, err := attachment(args)
+	if err != nil {
+		return nil, store.Attachment{}, err
+	}
+	return c, att, nil
 }
 
 func attachment(args *skel.CmdArgs) (store.Attachment, error) {

@@ -16,11 +16,7 @@ import (
 // masquerade elements before it releases the addresses. A network without
 // a store holds none.
 func Addrs(args *skel.CmdArgs) ([]netip.Addr, error) {
-	c, err := loadConfig(args.StdinData, args.Args, false)
-	if err != nil {
-		return nil, err
-	}
-	att, err := attachment(args)
+	c, att, err := request(args, false)
 	if err != nil {
 		return nil, err
 	}
