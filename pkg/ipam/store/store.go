@@ -3,7 +3,8 @@
 // Package store keeps podns-ipam's allocations of one network in a bbolt
 // database: address → attachment and attachment → addresses, the released
 // addresses and the allocator's cursors, all changed in one transaction per
-// CNI call so a kill -9 at any instant leaves it consistent.
+// CNI call so a kill -9 at any instant leaves it consistent. Allocations
+// belong to one boot (BootFile), so commits are not fsynced.
 package store
 
 import (
@@ -79,8 +80,8 @@ type Store struct {
 type Options struct {
 	// Timeout bounds the wait for other processes to finish with the store.
 	Timeout time.Duration
-	// NoSync skips fsync on commit: for benchmarks of the algorithm only,
-	// never for real allocations.
+	// NoSync skips fsync on commit even when the store is not scoped to
+	// the boot: for benchmarks of the algorithm only.
 	NoSync bool
 }
 
@@ -115,6 +116,11 @@ func OpenWith(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	noSync, err := scopeToBoot(dir)
+	if err != nil {
+		lk.Close()
+		return nil, err
+	}
 	path := filepath.Join(dir, DBFile)
 	if err := createAtomically(path); err != nil {
 		lk.Close()
@@ -122,7 +128,7 @@ func OpenWith(dir string, o Options) (*Store, error) {
 	}
 	// Our own lock is held, so bbolt's flock succeeds at once; the timeout
 	// only guards against a foreign process holding the database file.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: noSync || o.NoSync})
 	if err != nil {
 		lk.Close()
 		if errors.Is(err, bolt.ErrTimeout) {
@@ -226,8 +232,8 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Update runs fn in one read-write transaction, committed (and fsynced)
-// only if fn succeeds.
+// Update runs fn in one read-write transaction, committed only if fn
+// succeeds (fsynced only when the store is not scoped to the boot).
 func (s *Store) Update(fn func(*Tx) error) error {
 	return s.db.Update(func(btx *bolt.Tx) error {
 		tx, err := newTx(btx, true)
@@ -319,6 +325,8 @@ func (t *Tx) SetMeta(key string, addr netip.Addr) error {
 }
 
 // Flag and SetFlag keep small non-address markers (the migration record).
+// Unlike Meta they outlive the boot's allocations, told apart by length:
+// a Meta value is always 16 bytes, a flag never.
 func (t *Tx) Flag(key string) []byte {
 	if t.meta == nil {
 		return nil
@@ -327,7 +335,12 @@ func (t *Tx) Flag(key string) []byte {
 }
 
 // SetFlag stores a marker.
-func (t *Tx) SetFlag(key string, v []byte) error { return t.meta.Put([]byte(key), v) }
+func (t *Tx) SetFlag(key string, v []byte) error {
+	if len(v) == 16 {
+		return fmt.Errorf("flag %s: a 16-byte value would read as allocator state", key)
+	}
+	return t.meta.Put([]byte(key), v)
+}
 
 // Addrs returns the addresses of an attachment in allocation order.
 func (t *Tx) Addrs(a Attachment) []netip.Addr {
