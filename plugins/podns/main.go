@@ -3,10 +3,11 @@
 // Command podns is the podns CNI main plugin ("type": "podns").
 //
 // A plugin lives for a few milliseconds, mostly in the kernel, so the Go
-// runtime is kept small: it does not read cgroup CPU limits at start (a
-// tenth of its start-up here), and every verb but ADD runs on one P, which
-// saves threads and context switches (ADD keeps two: podns-ipam commits on
-// one while the veth is made on the other).
+// runtime is kept small: it neither sizes GOMAXPROCS from cgroup CPU
+// limits nor watches them, and it runs on one P. A second P let ADD's
+// in-process IPAM commit run beside the veth work, but its idle spinning
+// and wake-ups cost more CPU than the overlap saved: 64 ADDs at once took
+// 15% longer with two, one ADD alone the same (docs/plugin.md, Speed).
 //
 //go:debug containermaxprocs=0
 //go:debug updatemaxprocs=0
@@ -25,9 +26,7 @@ import (
 )
 
 func main() {
-	if os.Getenv("CNI_COMMAND") != "ADD" {
-		runtime.GOMAXPROCS(1)
-	}
+	runtime.GOMAXPROCS(1)
 	// DEL re-executes this binary to finish the kernel's slow part of a
 	// teardown (pkg/finisher); runtimes never pass arguments to a plugin.
 	if len(os.Args) == 2 && os.Args[1] == finisher.Arg {
