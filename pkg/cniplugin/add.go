@@ -175,9 +175,11 @@ func add(args *skel.CmdArgs) (err error) {
 	}
 
 	hostName := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
-	hostLink, err := link.CreateVeth(hostH, link.VethSpec{
+	veth, err := link.CreateVeth(hostH, link.VethSpec{
 		HostName: hostName, PodName: args.IfName, PodNSFd: int(podNS),
 		MTU: conf.MTU, PodMAC: conf.MAC, MasterIndex: masterIdx,
+		// The alias names the attachment (and pod) for GC and for people.
+		HostAlias:  link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod()),
 		HostNoIPv6: conf.Mode == netconf.ModeBridge,
 	})
 	if err != nil {
@@ -187,11 +189,8 @@ func add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	vethMade = true
+	hostLink, podLink := veth.Host, veth.Pod
 	rollback.push(func() error { return link.DeleteByName(hostH, hostName) })
-	// The alias names the attachment (and pod) for GC and for people.
-	if err = hostH.LinkSetAlias(hostLink, link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod())); err != nil {
-		return fmt.Errorf("set alias of %s: %w", hostName, err)
-	}
 	if br != nil && conf.HairpinMode {
 		if err = hostH.LinkSetHairpin(hostLink, true); err != nil {
 			return fmt.Errorf("hairpin on %s: %w", hostName, err)
@@ -243,11 +242,6 @@ func add(args *skel.CmdArgs) (err error) {
 		m = startMasq(conf.Name, args.ContainerID, args.IfName, k8s.Pod(), ipns)
 		defer m.join()
 		rollback.push(m.undo)
-	}
-
-	podLink, err := podH.LinkByName(args.IfName)
-	if err != nil {
-		return fmt.Errorf("look up %s in %s: %w", args.IfName, args.Netns, err)
 	}
 
 	// Interfaces in the result: the bridge (bridge mode), host veth, pod.

@@ -5,7 +5,6 @@
 package link
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -193,80 +192,6 @@ func DeleteBridgeIfUnused(h *netlink.Handle, br netlink.Link) error {
 	return nil
 }
 
-// VethSpec describes one veth pair, created from the host side with the
-// peer placed straight into the pod's netns in the same request.
-type VethSpec struct {
-	HostName    string
-	PodName     string
-	PodNSFd     int
-	MTU         int
-	PodMAC      net.HardwareAddr
-	MasterIndex int // bridge to enslave the host end to, 0 for none
-	// HostNoIPv6 switches IPv6 off on the host end before it comes up: a
-	// bridge port needs no link-local address, and each one costs four
-	// IPv6 routes that every later link delete on the node walks
-	// (fib6_ifdown), making DEL slower as pods accumulate.
-	HostNoIPv6 bool
-}
-
-// ErrPodIfExists means the pod's netns already has an interface of that name.
-var ErrPodIfExists = errors.New("interface already exists")
-
-// CreateVeth makes the pair in one netlink request; the host end comes up
-// at once. It returns the host end.
-func CreateVeth(h *netlink.Handle, s VethSpec) (netlink.Link, error) {
-	la := netlink.NewLinkAttrs()
-	la.Name = s.HostName
-	la.MTU = s.MTU
-	if !s.HostNoIPv6 {
-		la.Flags = net.FlagUp
-	}
-	// The MAC is chosen here so the returned link carries it (the result
-	// reports it) without a lookup after the create.
-	la.HardwareAddr = randomMAC()
-	v := &netlink.Veth{
-		LinkAttrs:        la,
-		PeerName:         s.PodName,
-		PeerNamespace:    netlink.NsFd(s.PodNSFd),
-		PeerHardwareAddr: s.PodMAC,
-	}
-	if s.MTU > 0 {
-		v.PeerMTU = uint32(s.MTU)
-	}
-	if err := h.LinkAdd(v); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			// Tell apart a stale host end from a taken pod interface.
-			if _, lerr := h.LinkByName(s.HostName); lerr == nil {
-				return nil, fmt.Errorf("host veth %s: %w", s.HostName, ErrPodIfExists)
-			}
-			return nil, fmt.Errorf("%s in the pod netns: %w", s.PodName, ErrPodIfExists)
-		}
-		return nil, fmt.Errorf("create veth %s/%s: %w", s.HostName, s.PodName, err)
-	}
-	// The kernel cannot enslave in the create request (netlink would send a
-	// second request itself and return its error with the pair left behind),
-	// so the bridge port is set here, where a failure can delete the pair.
-	if s.MasterIndex != 0 {
-		if err := h.LinkSetMasterByIndex(v, s.MasterIndex); err != nil {
-			_ = h.LinkDel(v)
-			return nil, fmt.Errorf("attach %s to bridge %d: %w", s.HostName, s.MasterIndex, err)
-		}
-	}
-	if s.HostNoIPv6 {
-		f := "/proc/sys/net/ipv6/conf/" + s.HostName + "/disable_ipv6"
-		// A kernel without IPv6 has no such file: nothing to switch off.
-		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-			_ = h.LinkDel(v)
-			return nil, fmt.Errorf("disable IPv6 on %s: %w", s.HostName, err)
-		}
-		if err := h.LinkSetUp(v); err != nil {
-			_ = h.LinkDel(v)
-			return nil, fmt.Errorf("set %s up: %w", s.HostName, err)
-		}
-	}
-	return v, nil
-}
-
 // DeleteByName removes a link; a missing link is not an error.
 func DeleteByName(h *netlink.Handle, name string) error {
 	l, err := h.LinkByName(name)
@@ -345,12 +270,4 @@ func List(h *netlink.Handle) ([]netlink.Link, error) {
 		}
 	}
 	return nil, fmt.Errorf("list links: %w", err)
-}
-
-// randomMAC is a random locally administered unicast Ethernet address.
-func randomMAC() net.HardwareAddr {
-	m := make(net.HardwareAddr, 6)
-	_, _ = rand.Read(m)
-	m[0] = m[0]&0xfe | 0x02
-	return m
 }

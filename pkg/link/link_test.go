@@ -73,7 +73,8 @@ func TestVethIntoNetns(t *testing.T) {
 	}
 	host := testutil.UniqueName("pnlv")
 	mac, _ := net.ParseMAC("0a:58:0a:00:00:09")
-	if _, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MTU: 1400, PodMAC: mac, MasterIndex: br.Attrs().Index}); err != nil {
+	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MTU: 1400, PodMAC: mac, MasterIndex: br.Attrs().Index, HostAlias: "podns test", HostNoIPv6: true})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = DeleteByName(h, host) })
@@ -82,8 +83,11 @@ func TestVethIntoNetns(t *testing.T) {
 		t.Fatalf("bridge MAC %v changed to %v when a port joined (or is not locally administered)", br.Attrs().HardwareAddr, brAfter.Attrs().HardwareAddr)
 	}
 	hl, err := h.LinkByName(host)
-	if err != nil || hl.Attrs().MTU != 1400 || hl.Attrs().MasterIndex != br.Attrs().Index || hl.Attrs().Flags&net.FlagUp == 0 {
+	if err != nil || hl.Attrs().MTU != 1400 || hl.Attrs().MasterIndex != br.Attrs().Index || hl.Attrs().Flags&net.FlagUp == 0 || hl.Attrs().Alias != "podns test" {
 		t.Fatalf("host end: %+v %v", hl, err)
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + host + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("IPv6 on the host end of a bridge port: disable_ipv6=%q", b)
 	}
 	ph, err := netlink.NewHandleAt(pod, unix.NETLINK_ROUTE)
 	if err != nil {
@@ -93,6 +97,13 @@ func TestVethIntoNetns(t *testing.T) {
 	pl, err := ph.LinkByName("eth0")
 	if err != nil || pl.Attrs().MTU != 1400 || pl.Attrs().HardwareAddr.String() != mac.String() {
 		t.Fatalf("pod end: %+v %v", pl, err)
+	}
+	// What CreateVeth returns is what the kernel has: no lookup needed.
+	if g, w := veth.Host.Attrs(), hl.Attrs(); g.Index != w.Index || g.HardwareAddr.String() != w.HardwareAddr.String() || g.Name != w.Name {
+		t.Errorf("returned host end %d %s %s, kernel has %d %s %s", g.Index, g.Name, g.HardwareAddr, w.Index, w.Name, w.HardwareAddr)
+	}
+	if g, w := veth.Pod.Attrs(), pl.Attrs(); g.Index != w.Index || g.HardwareAddr.String() != w.HardwareAddr.String() || g.Name != w.Name {
+		t.Errorf("returned pod end %d %s %s, kernel has %d %s %s", g.Index, g.Name, g.HardwareAddr, w.Index, w.Name, w.HardwareAddr)
 	}
 	// The pod name is taken now.
 	_, err = CreateVeth(h, VethSpec{HostName: testutil.UniqueName("pnlv"), PodName: "eth0", PodNSFd: int(pod)})
@@ -114,6 +125,83 @@ func TestVethIntoNetns(t *testing.T) {
 	}
 	if _, err := h.LinkByName(brName); err == nil {
 		t.Fatal("unused bridge not deleted")
+	}
+}
+
+// TestVethWithoutBridge: no master, IPv6 kept, up in the create request;
+// the pod end gets a locally administered MAC of its own.
+func TestVethWithoutBridge(t *testing.T) {
+	testutil.RequireRoot(t)
+	pod := newNS(t)
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	host := testutil.UniqueName("pnlv")
+	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth1", PodNSFd: int(pod), HostAlias: "podns routed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = DeleteByName(h, host) })
+	hl, err := h.LinkByName(host)
+	if err != nil || hl.Attrs().Flags&net.FlagUp == 0 || hl.Attrs().MasterIndex != 0 || hl.Attrs().Alias != "podns routed" || hl.Attrs().Index != veth.Host.Attrs().Index {
+		t.Fatalf("host end: %+v %v", hl, err)
+	}
+	ph, err := netlink.NewHandleAt(pod, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	pl, err := ph.LinkByName("eth1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := pl.Attrs().HardwareAddr
+	if pl.Attrs().Index != veth.Pod.Attrs().Index || mac.String() != veth.Pod.Attrs().HardwareAddr.String() || mac[0]&3 != 2 {
+		t.Fatalf("pod end %d %s, returned %d %s (want a locally administered unicast MAC)", pl.Attrs().Index, mac, veth.Pod.Attrs().Index, veth.Pod.Attrs().HardwareAddr)
+	}
+}
+
+// TestVethBadMasterLeavesNothing: the kernel enslaves in the create
+// request; when that fails, neither end may remain.
+func TestVethBadMasterLeavesNothing(t *testing.T) {
+	testutil.RequireRoot(t)
+	pod := newNS(t)
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// A veth end is not a bridge: enslaving to it fails in the kernel.
+	notBridge := testutil.UniqueName("pnlx")
+	la := netlink.NewLinkAttrs()
+	la.Name = notBridge
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: testutil.UniqueName("pnlx")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = DeleteByName(h, notBridge) })
+	nb, err := h.LinkByName(notBridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := testutil.UniqueName("pnlv")
+	_, err = CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MasterIndex: nb.Attrs().Index, HostNoIPv6: true})
+	if err == nil {
+		_ = DeleteByName(h, host)
+		t.Fatal("veth enslaved to a non-bridge link")
+	}
+	if _, err := h.LinkByName(host); err == nil {
+		t.Errorf("host end %s left after a failed create", host)
+		_ = DeleteByName(h, host)
+	}
+	ph, err := netlink.NewHandleAt(pod, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	if _, err := ph.LinkByName("eth0"); err == nil {
+		t.Error("pod end left after a failed create")
 	}
 }
 

@@ -1,0 +1,197 @@
+//go:build linux
+
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// VethSpec describes one veth pair, created from the host side with the
+// peer placed straight into the pod's netns in the same request.
+type VethSpec struct {
+	HostName    string
+	PodName     string
+	PodNSFd     int
+	MTU         int
+	PodMAC      net.HardwareAddr // nil: a random one
+	MasterIndex int              // bridge to enslave the host end to, 0 for none
+	// HostAlias is set on the host end (the kernel ignores an alias in a
+	// create request, so it goes with the request that brings it up).
+	HostAlias string
+	// HostNoIPv6 switches IPv6 off on the host end before it comes up: a
+	// bridge port needs no link-local address, and each one costs four
+	// IPv6 routes that every later link delete on the node walks
+	// (fib6_ifdown), making DEL slower as pods accumulate.
+	HostNoIPv6 bool
+}
+
+// Veth is a pair CreateVeth made: both ends with index, name, MAC and MTU.
+// Pod's index is in the pod's netns.
+type Veth struct {
+	Host, Pod netlink.Link
+}
+
+// ErrPodIfExists means the pod's netns already has an interface of that name.
+var ErrPodIfExists = errors.New("interface already exists")
+
+// CreateVeth makes the pair, enslaves the host end and brings it up, with
+// its alias set. Both MACs are chosen here, and the kernel echoes the new
+// host link (with the pod end's index), so no lookup follows the create:
+// one create request, and one more request for alias and up (plus the IPv6
+// sysctl with HostNoIPv6), where the library would send five and two dumps.
+// The pod end stays down. On error nothing is left.
+func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
+	hostMAC := randomMAC()
+	podMAC := s.PodMAC
+	if podMAC == nil {
+		podMAC = randomMAC()
+	}
+	sock, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	defer sock.Close()
+	sockets := map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
+
+	// Up in the create request unless IPv6 must be switched off first.
+	upAtOnce := !s.HostNoIPv6
+	hostIdx, podIdx, err := createVethPair(sockets, s, hostMAC, podMAC, upAtOnce)
+	if err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// Tell apart a stale host end from a taken pod interface.
+			if _, lerr := h.LinkByName(s.HostName); lerr == nil {
+				return nil, fmt.Errorf("host veth %s: %w", s.HostName, ErrPodIfExists)
+			}
+			return nil, fmt.Errorf("%s in the pod netns: %w", s.PodName, ErrPodIfExists)
+		}
+		return nil, fmt.Errorf("create veth %s/%s: %w", s.HostName, s.PodName, err)
+	}
+	host := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{
+		Index: hostIdx, Name: s.HostName, MTU: s.MTU, HardwareAddr: hostMAC, MasterIndex: s.MasterIndex,
+	}}
+	fail := func(err error) (*Veth, error) {
+		_ = h.LinkDel(host)
+		return nil, err
+	}
+	if hostIdx == 0 || podIdx == 0 {
+		// A kernel that does not echo a new link (before 6.3): look up.
+		l, err := h.LinkByName(s.HostName)
+		if err != nil {
+			_ = DeleteByName(h, s.HostName)
+			return nil, fmt.Errorf("look up %s: %w", s.HostName, err)
+		}
+		host.Index = l.Attrs().Index
+		podIdx = l.Attrs().ParentIndex // the peer's index (IFLA_LINK)
+		if podIdx == 0 {
+			return fail(fmt.Errorf("veth %s: the kernel did not report its peer's index", s.HostName))
+		}
+	}
+	if s.HostNoIPv6 {
+		f := "/proc/sys/net/ipv6/conf/" + s.HostName + "/disable_ipv6"
+		// A kernel without IPv6 has no such file: nothing to switch off.
+		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fail(fmt.Errorf("disable IPv6 on %s: %w", s.HostName, err))
+		}
+	}
+	if !upAtOnce || s.HostAlias != "" {
+		if err := setAliasUp(sockets, host.Index, s.HostAlias); err != nil {
+			return fail(fmt.Errorf("set alias of %s and bring it up: %w", s.HostName, err))
+		}
+	}
+	host.Alias = s.HostAlias
+	host.Flags = net.FlagUp
+	pod := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: podIdx, Name: s.PodName, MTU: s.MTU, HardwareAddr: podMAC}}
+	return &Veth{Host: host, Pod: pod}, nil
+}
+
+// createVethPair sends the create with NLM_F_ECHO and returns the host
+// end's index and its peer's (0, 0 when the kernel echoed nothing).
+func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMAC net.HardwareAddr, up bool) (int, int, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+	req.Sockets = sockets
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	if up {
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.HostName)))
+	if s.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
+	}
+	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, hostMAC))
+	// The kernel enslaves in the create and unregisters the pair if that
+	// fails, so no half-made pair is left.
+	if s.MasterIndex != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(s.MasterIndex))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	peer := data.AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.PodName))
+	if s.MTU > 0 {
+		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU)))
+	}
+	peer.AddRtAttr(unix.IFLA_ADDRESS, podMAC)
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.PodNSFd)))
+	req.AddData(info)
+
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range msgs {
+		if len(m) < unix.SizeofIfInfomsg {
+			continue
+		}
+		ifi := nl.DeserializeIfInfomsg(m)
+		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+		if err != nil {
+			continue
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == unix.IFLA_LINK && len(a.Value) == 4 {
+				return int(ifi.Index), int(binary.NativeEndian.Uint32(a.Value)), nil
+			}
+		}
+	}
+	return 0, 0, nil
+}
+
+// setAliasUp sets the alias and IFF_UP in one RTM_SETLINK.
+func setAliasUp(sockets map[int]*nl.SocketHandle, idx int, alias string) error {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	req.Sockets = sockets
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(idx)
+	msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	req.AddData(msg)
+	if alias != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+// randomMAC is a random locally administered unicast Ethernet address. It
+// names a port on one node's bridge: it needs to be unlikely to repeat, not
+// unpredictable, so it comes from the runtime's generator (no getrandom
+// state to map in a process that lives a few milliseconds).
+func randomMAC() net.HardwareAddr {
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], rand.Uint64())
+	m := net.HardwareAddr(b[:6])
+	m[0] = m[0]&0xfe | 0x02
+	return m
+}
