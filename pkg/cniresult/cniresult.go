@@ -1,0 +1,313 @@
+// Package cniresult prints a CNI result exactly as types.PrintResult does,
+// without encoding/json's reflection for the versions podns normally answers.
+//
+// A plugin process lives a few milliseconds; in it, encoding/json spends most
+// of PrintResult building its per-type caches for Result, Interface,
+// IPConfig, Route and DNS. For 1.0.0 and 1.1.0 the library prints the
+// current.Result as is, so Print writes those bytes by hand. Every other
+// version, and any value the library would refuse, goes through the library.
+package cniresult
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"unicode/utf8"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// Print writes to w the bytes types.PrintResult(r, cniVersion) writes to
+// stdout, and leaves r as PrintResult leaves it.
+func Print(w io.Writer, r *current.Result, cniVersion string) error {
+	if r == nil {
+		return errors.New("cniresult: nil result")
+	}
+	// GetAsVersion does this to the caller's result before converting.
+	if r.CNIVersion == "" {
+		r.CNIVersion = current.ImplementedSpecVersion
+	}
+	if !native(r.CNIVersion) || !native(cniVersion) {
+		return fallback(w, r, cniVersion)
+	}
+	b, ok := appendResult(make([]byte, 0, 1024), r, cniVersion)
+	if !ok {
+		// The library fails on this value; let it give its own error.
+		return fallback(w, r, cniVersion)
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// fallback is library; tests wrap it to see which path Print took.
+var fallback = library
+
+// library is types.PrintResult writing to w instead of os.Stdout.
+func library(w io.Writer, r *current.Result, cniVersion string) error {
+	res, err := r.GetAsVersion(cniVersion)
+	if err != nil {
+		return err
+	}
+	return res.PrintTo(w)
+}
+
+// native reports the versions whose printed form is current.Result with only
+// cniVersion changed (the library's converters between 1.0.0 and 1.1.0 copy
+// every field as is).
+func native(v string) bool {
+	return v == "1.0.0" || v == "1.1.0"
+}
+
+// The library's Result.MarshalJSON marshals, decodes into a map and marshals
+// again, then MarshalIndent indents with four spaces and no final newline.
+// So the output has every object's keys sorted, every number printed as the
+// float64 it decodes to, and every string escaped twice over (see
+// appendString). The key order in the functions below is that sorted order.
+
+type encoder struct {
+	b     []byte
+	depth int
+	first bool
+}
+
+func (e *encoder) newline() {
+	e.b = append(e.b, '\n')
+	for i := 0; i < e.depth; i++ {
+		e.b = append(e.b, "    "...)
+	}
+}
+
+// Objects and arrays written here are never empty (each object has a key
+// without omitempty, each array is omitted when empty), so no "{}" case.
+func (e *encoder) open(c byte) {
+	e.b = append(e.b, c)
+	e.depth++
+	e.first = true
+}
+
+func (e *encoder) close(c byte) {
+	e.depth--
+	e.newline()
+	e.b = append(e.b, c)
+	e.first = false
+}
+
+// elem starts an array element or an object member.
+func (e *encoder) elem() {
+	if !e.first {
+		e.b = append(e.b, ',')
+	}
+	e.first = false
+	e.newline()
+}
+
+func (e *encoder) key(k string) {
+	e.elem()
+	e.b = append(e.b, '"')
+	e.b = append(e.b, k...)
+	e.b = append(e.b, '"', ':', ' ')
+}
+
+func (e *encoder) str(k, v string) {
+	e.key(k)
+	e.b = appendString(e.b, v)
+}
+
+func (e *encoder) num(k string, v int) {
+	e.key(k)
+	// The map round trip turns every number into a float64.
+	e.b = strconv.AppendFloat(e.b, float64(v), 'f', -1, 64)
+}
+
+// ip writes a net.IP member with omitempty; false when the library's
+// MarshalText fails on it.
+func (e *encoder) ip(k string, ip net.IP) bool {
+	switch len(ip) {
+	case 0:
+	case net.IPv4len, net.IPv6len:
+		e.str(k, ip.String())
+	default:
+		return false
+	}
+	return true
+}
+
+func (e *encoder) strs(k string, v []string) {
+	if len(v) == 0 {
+		return
+	}
+	e.key(k)
+	e.open('[')
+	for _, s := range v {
+		e.elem()
+		e.b = appendString(e.b, s)
+	}
+	e.close(']')
+}
+
+func (e *encoder) null() {
+	e.elem()
+	e.b = append(e.b, "null"...)
+}
+
+func appendResult(b []byte, r *current.Result, version string) ([]byte, bool) {
+	e := encoder{b: b}
+	e.open('{')
+	e.str("cniVersion", version)
+	if !r.DNS.IsEmpty() {
+		d := &r.DNS
+		e.key("dns")
+		e.open('{')
+		if d.Domain != "" {
+			e.str("domain", d.Domain)
+		}
+		e.strs("nameservers", d.Nameservers)
+		e.strs("options", d.Options)
+		e.strs("search", d.Search)
+		e.close('}')
+	}
+	if len(r.Interfaces) > 0 {
+		e.key("interfaces")
+		e.open('[')
+		for _, i := range r.Interfaces {
+			if i == nil {
+				e.null()
+				continue
+			}
+			e.elem()
+			e.open('{')
+			if i.Mac != "" {
+				e.str("mac", i.Mac)
+			}
+			if i.Mtu != 0 {
+				e.num("mtu", i.Mtu)
+			}
+			e.str("name", i.Name)
+			if i.PciID != "" {
+				e.str("pciID", i.PciID)
+			}
+			if i.Sandbox != "" {
+				e.str("sandbox", i.Sandbox)
+			}
+			if i.SocketPath != "" {
+				e.str("socketPath", i.SocketPath)
+			}
+			e.close('}')
+		}
+		e.close(']')
+	}
+	if len(r.IPs) > 0 {
+		e.key("ips")
+		e.open('[')
+		for _, c := range r.IPs {
+			if c == nil {
+				e.null()
+				continue
+			}
+			e.elem()
+			e.open('{')
+			e.str("address", c.Address.String())
+			if !e.ip("gateway", c.Gateway) {
+				return nil, false
+			}
+			if c.Interface != nil {
+				e.num("interface", *c.Interface)
+			}
+			e.close('}')
+		}
+		e.close(']')
+	}
+	if len(r.Routes) > 0 {
+		e.key("routes")
+		e.open('[')
+		for _, rt := range r.Routes {
+			if rt == nil {
+				e.null()
+				continue
+			}
+			e.elem()
+			e.open('{')
+			if rt.AdvMSS != 0 {
+				e.num("advmss", rt.AdvMSS)
+			}
+			e.str("dst", rt.Dst.String())
+			if !e.ip("gw", rt.GW) {
+				return nil, false
+			}
+			if rt.MTU != 0 {
+				e.num("mtu", rt.MTU)
+			}
+			if rt.Priority != 0 {
+				e.num("priority", rt.Priority)
+			}
+			if rt.Scope != nil {
+				e.num("scope", *rt.Scope)
+			}
+			if rt.Table != nil {
+				e.num("table", *rt.Table)
+			}
+			e.close('}')
+		}
+		e.close(']')
+	}
+	e.close('}')
+	return e.b, true
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as the library prints it. The first marshal
+// replaces each byte of invalid UTF-8 with the escape \ufffd, which decodes
+// to U+FFFD, which the second marshal writes as is; everything else ends up
+// escaped once the HTML-safe way: ", \, <, >, &, control characters, U+2028
+// and U+2029.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, "\uFFFD"...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
