@@ -68,8 +68,20 @@ func TestVethIntoNetns(t *testing.T) {
 	if b, err := os.ReadFile("/sys/class/net/" + brName + "/bridge/multicast_snooping"); err != nil || strings.TrimSpace(string(b)) != "0" {
 		t.Fatalf("multicast_snooping of %s: %q, %v; want 0", brName, b, err)
 	}
-	if _, again, err := EnsureBridge(h, brName, 1400); err != nil || again {
-		t.Fatalf("second EnsureBridge: %v created=%v", err, again)
+	// An existing bridge, down: brought up, and reported as the kernel has it.
+	if err := h.LinkSetDown(br); err != nil {
+		t.Fatal(err)
+	}
+	again, made, err := EnsureBridge(h, brName, 1400)
+	if err != nil || made {
+		t.Fatalf("second EnsureBridge: %v created=%v", err, made)
+	}
+	kb, err := h.LinkByName(brName)
+	if err != nil || kb.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("existing bridge not brought up: %+v %v", kb, err)
+	}
+	if g, w := again.Attrs(), kb.Attrs(); g.Index != w.Index || g.MTU != w.MTU || g.HardwareAddr.String() != w.HardwareAddr.String() || g.Name != w.Name {
+		t.Fatalf("EnsureBridge reported %d %s mtu %d %s, kernel has %d %s mtu %d %s", g.Index, g.Name, g.MTU, g.HardwareAddr, w.Index, w.Name, w.MTU, w.HardwareAddr)
 	}
 	host := testutil.UniqueName("pnlv")
 	mac, _ := net.ParseMAC("0a:58:0a:00:00:09")
