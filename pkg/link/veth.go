@@ -45,11 +45,14 @@ type Veth struct {
 var ErrPodIfExists = errors.New("interface already exists")
 
 // CreateVeth makes the pair, enslaves the host end and brings it up, with
-// its alias set. Both MACs are chosen here, and the kernel echoes the new
-// host link (with the pod end's index), so no lookup follows the create:
-// one create request, and one more request for alias and up (plus the IPv6
-// sysctl with HostNoIPv6), where the library would send five and two dumps.
-// The pod end stays down. On error nothing is left.
+// its alias set: one create request (the kernel enslaves in it), one
+// lookup for both ends' indexes (the host end's IFLA_LINK is its peer's),
+// the IPv6 sysctl with HostNoIPv6, and one request for alias and up, where
+// the library's calls made five requests and two lookups. Both MACs are
+// chosen here. The pod end stays down. On error nothing is left.
+//
+// (Asking the kernel to echo the new link, NLM_F_ECHO, would save the
+// lookup, but made 64 ADDs at once 25-30% slower here.)
 func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	hostMAC := randomMAC()
 	podMAC := s.PodMAC
@@ -65,8 +68,7 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 
 	// Up in the create request unless IPv6 must be switched off first.
 	upAtOnce := !s.HostNoIPv6
-	hostIdx, podIdx, err := createVethPair(sockets, s, hostMAC, podMAC, upAtOnce)
-	if err != nil {
+	if err := createVethPair(sockets, s, hostMAC, podMAC, upAtOnce); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			// Tell apart a stale host end from a taken pod interface.
 			if _, lerr := h.LinkByName(s.HostName); lerr == nil {
@@ -76,25 +78,21 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 		}
 		return nil, fmt.Errorf("create veth %s/%s: %w", s.HostName, s.PodName, err)
 	}
+	l, err := h.LinkByName(s.HostName)
+	if err != nil {
+		_ = DeleteByName(h, s.HostName)
+		return nil, fmt.Errorf("look up %s: %w", s.HostName, err)
+	}
 	host := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{
-		Index: hostIdx, Name: s.HostName, MTU: s.MTU, HardwareAddr: hostMAC, MasterIndex: s.MasterIndex,
+		Index: l.Attrs().Index, Name: s.HostName, MTU: l.Attrs().MTU, HardwareAddr: hostMAC, MasterIndex: s.MasterIndex,
 	}}
 	fail := func(err error) (*Veth, error) {
 		_ = h.LinkDel(host)
 		return nil, err
 	}
-	if hostIdx == 0 || podIdx == 0 {
-		// A kernel that does not echo a new link (before 6.3): look up.
-		l, err := h.LinkByName(s.HostName)
-		if err != nil {
-			_ = DeleteByName(h, s.HostName)
-			return nil, fmt.Errorf("look up %s: %w", s.HostName, err)
-		}
-		host.Index = l.Attrs().Index
-		podIdx = l.Attrs().ParentIndex // the peer's index (IFLA_LINK)
-		if podIdx == 0 {
-			return fail(fmt.Errorf("veth %s: the kernel did not report its peer's index", s.HostName))
-		}
+	podIdx := l.Attrs().ParentIndex // the peer's index in its netns (IFLA_LINK)
+	if podIdx == 0 {
+		return fail(fmt.Errorf("veth %s: the kernel did not report its peer's index", s.HostName))
 	}
 	if s.HostNoIPv6 {
 		f := "/proc/sys/net/ipv6/conf/" + s.HostName + "/disable_ipv6"
@@ -110,14 +108,14 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	}
 	host.Alias = s.HostAlias
 	host.Flags = net.FlagUp
-	pod := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: podIdx, Name: s.PodName, MTU: s.MTU, HardwareAddr: podMAC}}
+	pod := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: podIdx, Name: s.PodName, MTU: host.MTU, HardwareAddr: podMAC}}
 	return &Veth{Host: host, Pod: pod}, nil
 }
 
-// createVethPair sends the create with NLM_F_ECHO and returns the host
-// end's index and its peer's (0, 0 when the kernel echoed nothing).
-func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMAC net.HardwareAddr, up bool) (int, int, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK|unix.NLM_F_ECHO)
+// createVethPair sends the create request: both ends named, MTU and MAC
+// set, the peer straight into the pod's netns, the host end on its bridge.
+func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMAC net.HardwareAddr, up bool) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.Sockets = sockets
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if up {
@@ -146,27 +144,8 @@ func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMA
 	peer.AddRtAttr(unix.IFLA_ADDRESS, podMAC)
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.PodNSFd)))
 	req.AddData(info)
-
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, m := range msgs {
-		if len(m) < unix.SizeofIfInfomsg {
-			continue
-		}
-		ifi := nl.DeserializeIfInfomsg(m)
-		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-		if err != nil {
-			continue
-		}
-		for _, a := range attrs {
-			if a.Attr.Type == unix.IFLA_LINK && len(a.Value) == 4 {
-				return int(ifi.Index), int(binary.NativeEndian.Uint32(a.Value)), nil
-			}
-		}
-	}
-	return 0, 0, nil
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
 }
 
 // setAliasUp sets the alias and IFF_UP in one RTM_SETLINK.
