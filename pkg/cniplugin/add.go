@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/podns/podns/pkg/cniresult"
 	"github.com/podns/podns/pkg/ipamcall"
 	"github.com/podns/podns/pkg/link"
 	"github.com/podns/podns/pkg/masq"
@@ -379,7 +381,9 @@ func add(args *skel.CmdArgs) (err error) {
 	}
 
 	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)
-	return types.PrintResult(result, conf.CNIVersion)
+	// The bytes types.PrintResult writes, without encoding/json building
+	// its reflection caches in a process that lives a few milliseconds.
+	return cniresult.Print(os.Stdout, result, conf.CNIVersion)
 }
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no automatic IPv6 addresses.

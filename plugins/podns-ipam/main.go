@@ -18,6 +18,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/podns/podns/pkg/cniresult"
 	"github.com/podns/podns/pkg/ipam"
 	"github.com/podns/podns/pkg/ipam/store"
 )
@@ -44,7 +45,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrDecodingFailure, "podns-ipam: decode cniVersion", err.Error())
 	}
-	return types.PrintResult(res, conf)
+	return cniresult.Print(os.Stdout, res, conf)
 }
 
 func tool(cmd, dir string) int {
