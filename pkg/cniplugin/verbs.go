@@ -26,10 +26,29 @@ import (
 // masquerade elements, then release IPAM. Nothing here needs the pod's
 // netns, so it works the same when the netns, link or lease is already
 // gone. The network's chain and sets stay, like its bridge, for the next
-// pod; CNI GC removes them once no attachment is left.
-func Del(args *skel.CmdArgs) error { return toCNI(del(args)) }
+// pod; CNI GC removes them once no attachment is left. Del starts its
+// finisher (pkg/finisher) once it knows there is a host veth; DelWith
+// takes one started earlier.
+func Del(args *skel.CmdArgs) error { return toCNI(del(args, nil, nil)) }
 
-func del(args *skel.CmdArgs) error {
+// DelWith returns DEL for a plugin that started fin before the CNI
+// arguments were even read, so the child's start overlaps all of DEL's
+// own (startErr, when fin is nil, says why there is none; DEL then deletes
+// in-process). DEL owns fin: it has it delete the host veth, or cancels it
+// as soon as there is nothing to delete or DEL fails; it never waits for
+// it to exit.
+func DelWith(fin *finisher.Child, startErr error) func(*skel.CmdArgs) error {
+	if fin == nil && startErr == nil {
+		startErr = errors.New("no finisher given")
+	}
+	return func(args *skel.CmdArgs) error { return toCNI(del(args, fin, startErr)) }
+}
+
+// del runs DEL with an early finisher fin, or none because of finErr, or
+// (both nil) one it starts itself when there is a host veth.
+func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
+	// Every return before the hand-over lets the child go at once.
+	defer fin.Cancel()
 	conf, err := netconf.ParseForDel(args.StdinData)
 	if err != nil {
 		return err
@@ -51,10 +70,18 @@ func del(args *skel.CmdArgs) error {
 		return fmt.Errorf("look up %s: %w", host, err)
 	}
 	// The kernel's slow part of deleting the veth (and of releasing the
-	// nftables socket) is left to a child started now, so its start
-	// overlaps the masquerade work below.
+	// nftables socket) is left to a child. One started early waits for its
+	// work already; otherwise it is started now, so its start overlaps the
+	// masquerade work below.
 	var finStarted chan *finisher.Child
-	if hostIdx > 0 {
+	switch {
+	case hostIdx == 0:
+		fin.Cancel()
+		fin = nil
+	case fin != nil:
+	case finErr != nil:
+		log.Warn("no finisher; deleting in-process", "err", finErr)
+	default:
 		finStarted = make(chan *finisher.Child, 1)
 		go func() {
 			fin, err := finisher.Start()
@@ -87,7 +114,6 @@ func del(args *skel.CmdArgs) error {
 		}
 	}
 
-	var fin *finisher.Child
 	if finStarted != nil {
 		fin = <-finStarted
 	}

@@ -18,14 +18,16 @@
 package finisher
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
@@ -43,44 +45,153 @@ const maxFds = 8
 // link itself.
 const giveUp = 10 * time.Second
 
-// Child is a started finisher waiting for its work.
+// Child is a started finisher waiting for its work. A DEL that has none
+// for it calls Cancel; the child also exits at once when this process
+// does, since its socket then reads EOF.
 type Child struct {
-	cmd    *exec.Cmd
-	sock   int // parent's end of the SOCK_SEQPACKET pair
+	pid  int
+	sock int // parent's end of the SOCK_SEQPACKET pair; -1 once closed
+	// exited is closed once the child has been reaped; status is its exit
+	// status then (tests look at both).
 	exited chan struct{}
+	status int
 }
 
-// Start execs the child. It waits on a socket for one message (Hand); a
-// parent that exits without sending lets it exit at once.
+// Start forks and execs the child. It waits on a socket for one message
+// (DeleteLink); a parent that cancels or exits without sending lets it
+// exit at once.
+//
+// syscall.ForkExec rather than os/exec: os.StartProcess probes pidfd
+// support with a throw-away fork, opens /dev/null once per standard
+// descriptor and needs a thread blocked in wait; here one /dev/null serves
+// all three and the child is reaped through its pidfd by the netpoller.
 func Start() (*Child, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("finisher socketpair: %w", err)
 	}
-	childEnd := os.NewFile(uintptr(fds[1]), "finisher")
-	defer childEnd.Close()
-	cmd := exec.Command("/proc/self/exe", Arg)
-	// One P and no GC: the child makes two syscalls and exits.
-	cmd.Env = []string{"GOMAXPROCS=1", "GOGC=off"}
-	cmd.ExtraFiles = []*os.File{childEnd} // fd 3
-	// Its own session: a runtime that kills the plugin's process group on
-	// timeout must not stop a delete half way through.
-	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	defer unix.Close(fds[1])
+	// The child must not hold the plugin's stdout or stderr: a runtime
+	// reads them to EOF, which would then wait for the child.
+	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("finisher stdio: %w", err)
+	}
+	defer unix.Close(null)
+	pidfd := -1
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{"/proc/self/exe", Arg}, &syscall.ProcAttr{
+		// One P and no GC: the child makes a few syscalls and exits.
+		Env:   []string{"GOMAXPROCS=1", "GOGC=off"},
+		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(fds[1])}, // socket is fd 3
+		// Its own session: a runtime that kills the plugin's process group
+		// on timeout must not stop a delete half way through.
+		Sys: &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd},
+	})
+	if err != nil {
 		unix.Close(fds[0])
 		return nil, fmt.Errorf("start finisher: %w", err)
 	}
-	c := &Child{cmd: cmd, sock: fds[0], exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(c.exited)
-	}()
+	c := &Child{pid: pid, sock: fds[0], exited: make(chan struct{})}
+	c.reap(pidfd)
 	return c, nil
 }
 
-// Cancel tells the child there is nothing to do.
+// reap collects the child's exit status as soon as it exits, so it is
+// never a zombie beside a running DEL, without a thread blocked in wait:
+// the pidfd becomes readable on exit and the netpoller wakes the
+// goroutine. Without a pidfd, a blocking wait4 does it.
+func (c *Child) reap(pidfd int) {
+	done := func(ws unix.WaitStatus) {
+		c.status = ws.ExitStatus()
+		if ws.Signaled() {
+			c.status = exitSignaled + int(ws.Signal())
+		}
+		close(c.exited)
+	}
+	var rc syscall.RawConn
+	if pidfd >= 0 {
+		if unix.SetNonblock(pidfd, true) == nil {
+			f := os.NewFile(uintptr(pidfd), "finisher pidfd")
+			if conn, err := f.SyscallConn(); err == nil {
+				rc = conn
+				go func() {
+					defer f.Close()
+					var ws unix.WaitStatus
+					_ = rc.Read(func(uintptr) bool {
+						pid, err := unix.Wait4(c.pid, &ws, unix.WNOHANG, nil)
+						return pid == c.pid || (err != nil && err != unix.EINTR)
+					})
+					done(ws)
+				}()
+				return
+			}
+			f.Close()
+		} else {
+			unix.Close(pidfd)
+		}
+	}
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			if _, err := unix.Wait4(c.pid, &ws, 0, nil); err != unix.EINTR {
+				break
+			}
+		}
+		done(ws)
+	}()
+}
+
+// Pid is the child's process id.
+func (c *Child) Pid() int { return c.pid }
+
+// Exited is closed once the child has exited and been reaped; ExitStatus
+// is then one of the Exit* values (128+n: killed by signal n).
+func (c *Child) Exited() <-chan struct{} { return c.exited }
+
+// ExitStatus is the child's exit status, once Exited is closed.
+func (c *Child) ExitStatus() int {
+	<-c.exited
+	return c.status
+}
+
+// Children lists the processes whose parent is ppid and that run the
+// finisher, or that have exited and wait unreaped (zombies): what a DEL
+// must never leave behind. It reads /proc; tests and diagnostics use it.
+func Children(ppid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(ppid) {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(string(cmdline), "\x00")
+		if f[0] == "Z" || len(args) > 1 && args[1] == Arg {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// Cancel tells the child there is nothing to do; it exits at once. It does
+// not wait, and is a no-op once the child has its work.
 func (c *Child) Cancel() {
-	if c.sock >= 0 {
+	if c != nil && c.sock >= 0 {
 		unix.Close(c.sock)
 		c.sock = -1
 	}
@@ -91,66 +202,109 @@ func (c *Child) Cancel() {
 // should close them right after), and returns once the link is gone from
 // the namespace. The child receives the fds, so their last close, and the
 // kernel's wait in it, happens there.
+//
+// The wait is one poll(2) on the link subscription and on the child's
+// socket, which hangs up when the child exits: no timer, no lookups,
+// unless the subscription overflowed.
 func (c *Child) DeleteLink(idx int, fds ...int) error {
-	h := &netlink.Handle{}
+	defer c.Cancel()
 	if len(fds) > maxFds {
 		return fmt.Errorf("finisher: %d descriptors, at most %d", len(fds), maxFds)
 	}
+	if c.sock < 0 {
+		return deleteSelf(idx)
+	}
 	// Subscribed before the delete is sent: the announcement cannot be missed.
-	sub, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	sub, err := subscribeDel(idx)
 	if err != nil {
 		c.Cancel()
-		return deleteSelf(h, idx)
+		return deleteSelf(idx)
 	}
-	defer sub.Close()
-	// Only this link's RTM_DELLINK wakes us: without a filter, every DEL of
-	// a burst reads every other link's announcements (64 DELs at once made
-	// 64 x ~300 messages).
-	if err := onlyDelLink(sub.GetFd(), idx); err != nil {
-		c.Cancel()
-		return deleteSelf(h, idx)
-	}
-	tv := unix.NsecToTimeval((2 * time.Millisecond).Nanoseconds())
-	if err := sub.SetReceiveTimeout(&tv); err != nil {
-		c.Cancel()
-		return deleteSelf(h, idx)
-	}
+	defer unix.Close(sub)
 	msg := make([]byte, 4)
 	binary.LittleEndian.PutUint32(msg, uint32(idx))
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	err = unix.Sendmsg(c.sock, msg, oob, nil, unix.MSG_NOSIGNAL)
-	c.Cancel()
-	if err != nil {
-		return deleteSelf(h, idx)
+	if err := unix.Sendmsg(c.sock, msg, oob, nil, unix.MSG_NOSIGNAL); err != nil {
+		return deleteSelf(idx)
 	}
 	deadline := time.Now().Add(giveUp)
+	buf := make([]byte, 4096)
 	for {
-		msgs, _, err := sub.Receive()
-		for _, m := range msgs {
-			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= unix.SizeofIfInfomsg &&
-				int(nl.DeserializeIfInfomsg(m.Data).Index) == idx {
-				return nil
+		left := time.Until(deadline)
+		if left <= 0 {
+			return deleteSelf(idx)
+		}
+		pfd := []unix.PollFd{{Fd: int32(sub), Events: unix.POLLIN}, {Fd: int32(c.sock), Events: unix.POLLIN}}
+		if _, err := unix.Poll(pfd, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
+			return deleteSelf(idx)
+		}
+		// The subscription first: the announcement is queued before the
+		// child can exit, so both may be ready at once.
+		if pfd[0].Revents != 0 {
+			gone, err := readDel(sub, idx, buf)
+			if err != nil || gone {
+				return err
 			}
 		}
-		if err == nil {
+		if pfd[1].Revents != 0 {
+			// The child exited (its end hung up) and the link is still
+			// there, or it was never announced: delete it here.
+			return deleteSelf(idx)
+		}
+	}
+}
+
+// subscribeDel opens a link subscription that passes only link idx's
+// RTM_DELLINK. Without a filter, every DEL of a burst reads every other
+// link's announcements (64 DELs at once made 64 x ~300 messages). The
+// filter is attached before bind, so nothing else is ever queued.
+func subscribeDel(idx int) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return -1, fmt.Errorf("link subscription: %w", err)
+	}
+	if err := onlyDelLink(fd, idx); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (unix.RTNLGRP_LINK - 1)}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("link subscription: %w", err)
+	}
+	return fd, nil
+}
+
+// readDel drains the subscription and says whether link idx's RTM_DELLINK
+// was among the messages. An overflow (ENOBUFS: many links changed at
+// once) may have dropped it, so the link is looked up instead.
+func readDel(fd, idx int, buf []byte) (bool, error) {
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false, nil
+		case err == unix.ENOBUFS:
+			if gone, lerr := linkGone(idx); lerr != nil || gone {
+				return gone, lerr
+			}
+			continue
+		case err != nil:
+			return false, fmt.Errorf("link subscription: %w", err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
 			continue
 		}
-		// A timeout, or the socket overflowed while many links changed:
-		// look instead of listening.
-		if gone, lerr := linkGone(h, idx); lerr != nil || gone {
-			return lerr
-		}
-		select {
-		case <-c.exited:
-			// The child is done and the link is still there.
-			return deleteSelf(h, idx)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return deleteSelf(h, idx)
+		for _, m := range msgs {
+			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= unix.SizeofIfInfomsg &&
+				int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))) == idx {
+				return true, nil
+			}
 		}
 	}
 }
@@ -185,8 +339,8 @@ func onlyDelLink(fd, idx int) error {
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
 }
 
-func linkGone(h *netlink.Handle, idx int) (bool, error) {
-	_, err := h.LinkByIndex(idx)
+func linkGone(idx int) (bool, error) {
+	_, err := (&netlink.Handle{}).LinkByIndex(idx)
 	if err == nil {
 		return false, nil
 	}
@@ -196,24 +350,72 @@ func linkGone(h *netlink.Handle, idx int) (bool, error) {
 	return false, fmt.Errorf("look up link %d: %w", idx, err)
 }
 
-func deleteSelf(h *netlink.Handle, idx int) error {
-	err := h.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: idx}})
-	if err != nil && !link.IsNotFound(err) {
+// deleteSelf deletes link idx with one raw RTM_DELLINK; a link already
+// gone is not an error. Raw, not through the netlink package: in the
+// child it is the first thing done, and the package's socket would first
+// set up the runtime's netpoller.
+func deleteSelf(idx int) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
 		return fmt.Errorf("delete link %d: %w", idx, err)
 	}
-	return nil
+	defer unix.Close(fd)
+	const seq = 1
+	req := make([]byte, unix.SizeofNlMsghdr+unix.SizeofIfInfomsg)
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.RTM_DELLINK)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	binary.NativeEndian.PutUint32(req[8:], seq)
+	// ifinfomsg: family AF_UNSPEC, then ifi_index at offset 4.
+	binary.NativeEndian.PutUint32(req[unix.SizeofNlMsghdr+4:], uint32(int32(idx)))
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("delete link %d: %w", idx, err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("delete link %d: %w", idx, err)
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		if err != nil {
+			return fmt.Errorf("delete link %d: %w", idx, err)
+		}
+		for _, m := range msgs {
+			if m.Header.Seq != seq || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
+				continue
+			}
+			errno := -int32(binary.NativeEndian.Uint32(m.Data[:4]))
+			if errno == 0 || link.IsNotFound(unix.Errno(errno)) {
+				return nil
+			}
+			return fmt.Errorf("delete link %d: %w", idx, unix.Errno(errno))
+		}
+	}
 }
 
+// Exit statuses of Main. They are for tests; the parent watches the link,
+// not the status.
+const (
+	ExitDeleted  = 0 // deleted the link it was given (or found it gone)
+	ExitFailed   = 1 // the delete failed
+	ExitNoWork   = 2 // cancelled: the parent had nothing for it
+	ExitKilled   = 128 + 9
+	exitSignaled = 128
+)
+
 // Main is the child's side: read one message from fd 3, delete the link it
-// names (index 0: none), close the descriptors it carries, exit. Its exit
-// status is for tests; the parent watches the link, not the status.
+// names (index 0: none), close the descriptors it carries, exit.
 func Main() int {
 	const sock = 3
 	msg := make([]byte, 4)
 	oob := make([]byte, unix.CmsgSpace(4*maxFds))
 	n, oobn, _, _, err := unix.Recvmsg(sock, msg, oob, 0)
 	if err != nil || n == 0 {
-		return 0 // the parent had nothing for us
+		return ExitNoWork
 	}
 	var fds []int
 	if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
@@ -223,10 +425,11 @@ func Main() int {
 			}
 		}
 	}
-	status := 0
+	status := ExitNoWork
 	if idx := int(binary.LittleEndian.Uint32(msg)); n == 4 && idx > 0 {
-		if err := deleteSelf(&netlink.Handle{}, idx); err != nil {
-			status = 1
+		status = ExitDeleted
+		if err := deleteSelf(idx); err != nil {
+			status = ExitFailed
 		}
 	}
 	for _, fd := range fds {

@@ -3,8 +3,11 @@
 package finisher
 
 import (
+	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +96,9 @@ func TestDeleteLink(t *testing.T) {
 	// The pipe reads EOF once the child, the last holder, closed it.
 	readEOF(t, p[0])
 	waitExit(t, c)
+	if code := c.ExitStatus(); code != ExitDeleted {
+		t.Fatalf("child exited %d, want %d (it did the delete)", code, ExitDeleted)
+	}
 }
 
 // TestDeleteLinkChildGone: a child that died before its message makes
@@ -104,7 +110,7 @@ func TestDeleteLinkChildGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.cmd.Process.Kill(); err != nil {
+	if err := unix.Kill(c.Pid(), unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitExit(t, c)
@@ -116,7 +122,8 @@ func TestDeleteLinkChildGone(t *testing.T) {
 	}
 }
 
-// TestCancel: a child with nothing to do exits at once.
+// TestCancel: a child with nothing to do exits at once, is reaped (no
+// zombie: its /proc entry goes) and no finisher child of ours is left.
 func TestCancel(t *testing.T) {
 	c, err := Start()
 	if err != nil {
@@ -124,8 +131,133 @@ func TestCancel(t *testing.T) {
 	}
 	c.Cancel()
 	waitExit(t, c)
-	if code := c.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("child exited %d", code)
+	if code := c.ExitStatus(); code != ExitNoWork {
+		t.Fatalf("child exited %d, want %d", code, ExitNoWork)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", c.Pid())); err == nil {
+		t.Fatalf("child %d still in /proc after it was reaped", c.Pid())
+	}
+	if left := Children(os.Getpid()); len(left) > 0 {
+		t.Fatalf("finisher children left: %v", left)
+	}
+}
+
+// TestStartStdio: the child holds none of the parent's descriptors but
+// /dev/null on 0-2 and its socket on 3, and runs in its own session.
+func TestStartStdio(t *testing.T) {
+	c, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Cancel(); waitExit(t, c) }()
+	// Its descriptors are final once it waits for its work in recvmsg
+	// (the runtime opens a few files while it starts).
+	deadline := time.Now().Add(5 * time.Second)
+	for !inRecvmsg(c.Pid()) {
+		if time.Now().After(deadline) {
+			t.Fatal("child never came to wait for its work")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", c.Pid(), e.Name()))
+		switch fd := e.Name(); {
+		case fd == "0" || fd == "1" || fd == "2":
+			if target != "/dev/null" {
+				t.Errorf("child fd %s is %s, want /dev/null", fd, target)
+			}
+		case fd == "3":
+			if !strings.HasPrefix(target, "socket:") {
+				t.Errorf("child fd 3 is %s, want its socket", target)
+			}
+		case strings.HasPrefix(target, "anon_inode:") || strings.HasPrefix(target, "/sys/fs/cgroup/"):
+			// The Go runtime's own: epoll, eventfd, and (in a test binary,
+			// which watches cgroup CPU limits) the cgroup's CPU files.
+		default:
+			// Nothing of the parent's but what this test process was
+			// itself given without close-on-exec (the shell's, say).
+			if !inheritable(fd, target) {
+				t.Errorf("child holds fd %s: %s", fd, target)
+			}
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	if sid := f[3]; sid != fmt.Sprint(c.Pid()) {
+		t.Errorf("child session %s, want its own (%d)", sid, c.Pid())
+	}
+}
+
+// inRecvmsg says whether a thread of pid is in recvmsg(2).
+func inRecvmsg(pid int) bool {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/syscall", pid, task.Name()))
+		if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) {
+			return true
+		}
+	}
+	return false
+}
+
+// inheritable says whether this process has fd open on target without
+// close-on-exec, so that any child it execs holds it too.
+func inheritable(fd, target string) bool {
+	own, err := os.Readlink("/proc/self/fd/" + fd)
+	if err != nil || own != target {
+		return false
+	}
+	info, err := os.ReadFile("/proc/self/fdinfo/" + fd)
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(info), "\n") {
+		if v, ok := strings.CutPrefix(l, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			return err == nil && flags&unix.O_CLOEXEC == 0
+		}
+	}
+	return false
+}
+
+// TestDeleteLinkChildHangsUp: a child that takes its work and exits
+// without deleting (its socket hangs up) makes DeleteLink delete the link
+// itself at once, without waiting for the 10 s give-up. The peer is this
+// test, on a real socket pair.
+func TestDeleteLinkChildHangsUp(t *testing.T) {
+	testutil.RequireRoot(t)
+	idx, _, host := vethToNS(t)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 1)
+	go func() {
+		msg := make([]byte, 4)
+		n, _, _, _, _ := unix.Recvmsg(fds[1], msg, nil, 0)
+		unix.Close(fds[1])
+		got <- n
+	}()
+	c := &Child{sock: fds[0], exited: make(chan struct{})}
+	start := time.Now()
+	if err := c.DeleteLink(idx); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-got; n != 4 {
+		t.Fatalf("peer read %d bytes, want the 4-byte message", n)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("DeleteLink took %v after the child hung up", d)
+	}
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Fatalf("%s still there after the child hung up", host)
 	}
 }
 
@@ -143,7 +275,7 @@ func readEOF(t *testing.T, fd int) {
 func waitExit(t *testing.T, c *Child) {
 	t.Helper()
 	select {
-	case <-c.exited:
+	case <-c.Exited():
 	case <-time.After(5 * time.Second):
 		t.Fatal("child still running after 5 s")
 	}

@@ -32,11 +32,19 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == finisher.Arg {
 		os.Exit(finisher.Main())
 	}
-	skel.PluginMainFuncs(skel.CNIFuncs{
+	funcs := skel.CNIFuncs{
 		Add:    cniplugin.Add,
 		Del:    cniplugin.Del,
 		Check:  cniplugin.Check,
 		Status: cniplugin.Status,
 		GC:     cniplugin.GC,
-	}, version.PluginSupports(netconf.SupportedVersions...), "podns: pod networking (bridge and routed veth) for Kubernetes nodes")
+	}
+	// DEL's finisher starts before anything is read, so the child's own
+	// process start overlaps all of DEL's work up to the delete. A DEL
+	// with nothing to delete cancels it; if skel fails before DEL runs,
+	// this process's exit lets it go just the same.
+	if os.Getenv("CNI_COMMAND") == "DEL" {
+		funcs.Del = cniplugin.DelWith(finisher.Start())
+	}
+	skel.PluginMainFuncs(funcs, version.PluginSupports(netconf.SupportedVersions...), "podns: pod networking (bridge and routed veth) for Kubernetes nodes")
 }
