@@ -71,14 +71,17 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 	}
 	// The kernel's slow part of deleting the veth (and of releasing the
 	// nftables socket) is left to a child. One started early waits for its
-	// work already; otherwise it is started now, so its start overlaps the
-	// masquerade work below.
+	// work already: it deletes the link now, while the masquerade work
+	// below runs. Otherwise one is started now, so its start overlaps that
+	// work, and deletes the link after it.
 	var finStarted chan *finisher.Child
+	var early *finisher.Delete
 	switch {
 	case hostIdx == 0:
 		fin.Cancel()
 		fin = nil
 	case fin != nil:
+		early = fin.StartDelete(hostIdx)
 	case finErr != nil:
 		log.Warn("no finisher; deleting in-process", "err", finErr)
 	default:
@@ -125,7 +128,10 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 				held = append(held, fd)
 			}
 		}
-		if err := fin.DeleteLink(hostIdx, held...); err != nil {
+		if early == nil {
+			early = fin.StartDelete(hostIdx)
+		}
+		if err := early.Finish(held...); err != nil {
 			errs = append(errs, fmt.Errorf("delete %s: %w", host, err))
 		}
 		for _, fd := range held {

@@ -198,37 +198,67 @@ func (c *Child) Cancel() {
 }
 
 // DeleteLink has the child delete the link with index idx in the process's
-// own network namespace and close fds (the caller keeps its copies and
-// should close them right after), and returns once the link is gone from
-// the namespace. The child receives the fds, so their last close, and the
-// kernel's wait in it, happens there.
-//
-// The wait is one poll(2) on the link subscription and on the child's
-// socket, which hangs up when the child exits: no timer, no lookups,
-// unless the subscription overflowed.
+// own network namespace and close fds, and returns once the link is gone
+// from the namespace: StartDelete and Finish in one.
 func (c *Child) DeleteLink(idx int, fds ...int) error {
-	defer c.Cancel()
-	if len(fds) > maxFds {
-		return fmt.Errorf("finisher: %d descriptors, at most %d", len(fds), maxFds)
-	}
+	return c.StartDelete(idx).Finish(fds...)
+}
+
+// Delete is a link delete handed to the child, not yet seen done.
+type Delete struct {
+	c   *Child
+	idx int
+	sub int // link subscription; -1 when the child was not asked
+}
+
+// StartDelete has the child delete link idx now, so the kernel's part
+// (about a millisecond until the link is unlisted and announced) overlaps
+// whatever the caller does before Finish. It does not wait.
+func (c *Child) StartDelete(idx int) *Delete {
+	d := &Delete{c: c, idx: idx, sub: -1}
 	if c.sock < 0 {
-		return deleteSelf(idx)
+		return d
 	}
 	// Subscribed before the delete is sent: the announcement cannot be missed.
 	sub, err := subscribeDel(idx)
 	if err != nil {
 		c.Cancel()
-		return deleteSelf(idx)
+		return d
 	}
-	defer unix.Close(sub)
 	msg := make([]byte, 4)
 	binary.LittleEndian.PutUint32(msg, uint32(idx))
-	var oob []byte
-	if len(fds) > 0 {
-		oob = unix.UnixRights(fds...)
+	if err := unix.Sendmsg(c.sock, msg, nil, nil, unix.MSG_NOSIGNAL); err != nil {
+		unix.Close(sub)
+		c.Cancel()
+		return d
 	}
-	if err := unix.Sendmsg(c.sock, msg, oob, nil, unix.MSG_NOSIGNAL); err != nil {
+	d.sub = sub
+	return d
+}
+
+// Finish hands the child fds to close once its delete is done (the caller
+// keeps its copies and should close them right after; their last close,
+// and the kernel's wait in it, happens in the child) and returns once the
+// link is gone from the namespace. If the child could not be asked, dies
+// first, or is silent for 10 s, Finish deletes the link itself.
+//
+// The wait is one poll(2) on the link subscription and on the child's
+// socket, which hangs up when the child exits: no timer, no lookups,
+// unless the subscription overflowed.
+func (d *Delete) Finish(fds ...int) error {
+	c, idx := d.c, d.idx
+	defer c.Cancel()
+	if d.sub < 0 {
 		return deleteSelf(idx)
+	}
+	defer unix.Close(d.sub)
+	if len(fds) > maxFds {
+		fds = fds[:maxFds]
+	}
+	if len(fds) > 0 {
+		// One byte of data: a message must carry some for its descriptors.
+		// A child already gone does not matter here; the poll below sees it.
+		_ = unix.Sendmsg(c.sock, []byte{0}, unix.UnixRights(fds...), nil, unix.MSG_NOSIGNAL)
 	}
 	deadline := time.Now().Add(giveUp)
 	buf := make([]byte, 4096)
@@ -237,14 +267,14 @@ func (c *Child) DeleteLink(idx int, fds ...int) error {
 		if left <= 0 {
 			return deleteSelf(idx)
 		}
-		pfd := []unix.PollFd{{Fd: int32(sub), Events: unix.POLLIN}, {Fd: int32(c.sock), Events: unix.POLLIN}}
+		pfd := []unix.PollFd{{Fd: int32(d.sub), Events: unix.POLLIN}, {Fd: int32(c.sock), Events: unix.POLLIN}}
 		if _, err := unix.Poll(pfd, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
 			return deleteSelf(idx)
 		}
 		// The subscription first: the announcement is queued before the
 		// child can exit, so both may be ready at once.
 		if pfd[0].Revents != 0 {
-			gone, err := readDel(sub, idx, buf)
+			gone, err := readDel(d.sub, idx, buf)
 			if err != nil || gone {
 				return err
 			}
@@ -407,33 +437,36 @@ const (
 	exitSignaled = 128
 )
 
-// Main is the child's side: read one message from fd 3, delete the link it
-// names (index 0: none), close the descriptors it carries, exit.
+// Main is the child's side: read the index of the link to delete from
+// fd 3 (none: exit), delete it, then read the descriptors the parent hands
+// over once it is done with them and close them, and exit. A parent that
+// exits or cancels makes each read end at once.
 func Main() int {
 	const sock = 3
 	msg := make([]byte, 4)
-	oob := make([]byte, unix.CmsgSpace(4*maxFds))
-	n, oobn, _, _, err := unix.Recvmsg(sock, msg, oob, 0)
-	if err != nil || n == 0 {
+	n, _, _, _, err := unix.Recvmsg(sock, msg, nil, 0)
+	if err != nil || n != 4 {
 		return ExitNoWork
 	}
-	var fds []int
-	if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-		for _, cm := range cmsgs {
-			if got, err := unix.ParseUnixRights(&cm); err == nil {
-				fds = append(fds, got...)
+	idx := int(binary.LittleEndian.Uint32(msg))
+	if idx <= 0 {
+		return ExitNoWork
+	}
+	status := ExitDeleted
+	if err := deleteSelf(idx); err != nil {
+		status = ExitFailed
+	}
+	oob := make([]byte, unix.CmsgSpace(4*maxFds))
+	if _, oobn, _, _, err := unix.Recvmsg(sock, msg[:1], oob, 0); err == nil {
+		if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, cm := range cmsgs {
+				if fds, err := unix.ParseUnixRights(&cm); err == nil {
+					for _, fd := range fds {
+						unix.Close(fd)
+					}
+				}
 			}
 		}
-	}
-	status := ExitNoWork
-	if idx := int(binary.LittleEndian.Uint32(msg)); n == 4 && idx > 0 {
-		status = ExitDeleted
-		if err := deleteSelf(idx); err != nil {
-			status = ExitFailed
-		}
-	}
-	for _, fd := range fds {
-		unix.Close(fd)
 	}
 	return status
 }

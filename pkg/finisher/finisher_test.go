@@ -101,6 +101,45 @@ func TestDeleteLink(t *testing.T) {
 	}
 }
 
+// TestStartDeleteOverlaps: StartDelete has the child delete the link
+// before Finish is called (the caller's work in between overlaps the
+// kernel's); Finish then hands over a descriptor, which the child closes,
+// and returns at once.
+func TestStartDeleteOverlaps(t *testing.T) {
+	testutil.RequireRoot(t)
+	idx, _, host := vethToNS(t)
+	c, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.StartDelete(idx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := netlink.LinkByName(host); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.Cancel()
+			t.Fatalf("%s still there 5 s after StartDelete, before Finish", host)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	if err := d.Finish(p[1]); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[1])
+	readEOF(t, p[0])
+	waitExit(t, c)
+	if code := c.ExitStatus(); code != ExitDeleted {
+		t.Fatalf("child exited %d, want %d", code, ExitDeleted)
+	}
+}
+
 // TestDeleteLinkChildGone: a child that died before its message makes
 // DeleteLink delete the link itself.
 func TestDeleteLinkChildGone(t *testing.T) {
