@@ -38,7 +38,8 @@ import (
 // exec CNI plugins without arguments, so it never collides with a verb.
 const Arg = "--podns-finish"
 
-// maxFds bounds the descriptors handed over in one message.
+// maxFds bounds the descriptors handed over (Finish); more are left to
+// the caller.
 const maxFds = 8
 
 // giveUp is how long the parent waits for the child before deleting the
@@ -57,9 +58,9 @@ type Child struct {
 	status int
 }
 
-// Start forks and execs the child. It waits on a socket for one message
-// (DeleteLink); a parent that cancels or exits without sending lets it
-// exit at once.
+// Start forks and execs the child. It waits on a socket for the index of
+// the link to delete (StartDelete); a parent that cancels or exits without
+// sending one lets it exit at once.
 //
 // syscall.ForkExec rather than os/exec: os.StartProcess probes pidfd
 // support with a throw-away fork, opens /dev/null once per standard
@@ -109,12 +110,10 @@ func (c *Child) reap(pidfd int) {
 		}
 		close(c.exited)
 	}
-	var rc syscall.RawConn
 	if pidfd >= 0 {
 		if unix.SetNonblock(pidfd, true) == nil {
 			f := os.NewFile(uintptr(pidfd), "finisher pidfd")
-			if conn, err := f.SyscallConn(); err == nil {
-				rc = conn
+			if rc, err := f.SyscallConn(); err == nil {
 				go func() {
 					defer f.Close()
 					var ws unix.WaitStatus
@@ -188,8 +187,9 @@ func Children(ppid int) []int {
 	return out
 }
 
-// Cancel tells the child there is nothing to do; it exits at once. It does
-// not wait, and is a no-op once the child has its work.
+// Cancel closes this side's end of the child's socket, without waiting:
+// a child still waiting for a link exits at once, one that has its link
+// exits after the delete. A no-op on nil and after the first call.
 func (c *Child) Cancel() {
 	if c != nil && c.sock >= 0 {
 		unix.Close(c.sock)
