@@ -45,6 +45,13 @@ func TestDelNothingLeavesNoFinisher(t *testing.T) {
 			t.Fatalf("DEL %d: %v\n%s", i, err, out)
 		}
 	}
+	// skel rejects this one (no CNI_CONTAINERID) before DEL ever runs.
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"CNI_COMMAND=DEL", "CNI_IFNAME=eth0", "CNI_NETNS=", "CNI_PATH=" + filepath.Dir(bin), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdin = bytes.NewReader([]byte(conf))
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("DEL without CNI_CONTAINERID succeeded:\n%s", out)
+	}
 	// Bounded wait: each finisher exits at once; orphans that did are
 	// reaped here (they are ours now) and must say they had no work.
 	deadline := time.Now().Add(5 * time.Second)
