@@ -105,6 +105,9 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 	}()
 
+	if err := netconf.ValidIfName(args.IfName); err != nil {
+		return codeErr(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME %q: %v", args.IfName, err)
+	}
 	podNS, podH, err := openPod(args.Netns)
 	if err != nil {
 		return err

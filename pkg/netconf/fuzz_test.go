@@ -65,7 +65,7 @@ func FuzzParse(f *testing.F) {
 		}
 		switch n.Mode {
 		case ModeBridge:
-			if validIfName(n.Bridge) != nil {
+			if ValidIfName(n.Bridge) != nil {
 				t.Fatalf("accepted bridge name %q", n.Bridge)
 			}
 			if strings.ContainsRune(n.Bridge, 0) {

@@ -122,7 +122,7 @@ func Parse(stdin []byte) (*NetConf, error) {
 		if n.Bridge == "" {
 			n.Bridge = DefaultBridge
 		}
-		if err := validIfName(n.Bridge); err != nil {
+		if err := ValidIfName(n.Bridge); err != nil {
 			return nil, invalid("bridge %q: %v", n.Bridge, err)
 		}
 	} else if n.Bridge != "" {
@@ -177,12 +177,15 @@ func isSupported(v string) bool {
 	return false
 }
 
-// validIfName applies the kernel's rules for an interface name.
-func validIfName(name string) error {
+// ValidIfName applies the kernel's rules for an interface name, and
+// refuses a "%" too: the kernel takes a name with "%d" as a template and
+// picks the name itself (eth%d becomes eth0), so the link would not be
+// the one the config or CNI_IFNAME names.
+func ValidIfName(name string) error {
 	if name == "" || len(name) > 15 {
 		return fmt.Errorf("must be 1 to 15 bytes")
 	}
-	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r%") {
 		return fmt.Errorf("not a valid interface name")
 	}
 	return nil

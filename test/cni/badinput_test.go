@@ -80,6 +80,7 @@ func TestBadInput(t *testing.T) {
 		{"CNI_CONTAINERID with /", call(func(c *Call) { c.ContainerID = "a/b" }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
 		{"CNI_CONTAINERID ..", call(func(c *Call) { c.ContainerID = ".." }), good().bytes(t), types.ErrInvalidEnvironmentVariables, false},
 		{"bridge is not a bridge", add, with("bridge", notBridge), types.ErrInvalidNetworkConfig, true},
+		{"bridge name template br%d", add, with("bridge", "pnbr%d"), types.ErrInvalidNetworkConfig, true},
 		{"invalid subnet (podns-ipam)", add, withIPAM(map[string]any{"type": "podns-ipam", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInvalidNetworkConfig, false},
 		{"invalid subnet (host-local passes its own code through)", add, withIPAM(map[string]any{"type": "host-local", "dataDir": n.DataDir, "ranges": [][]map[string]any{{{"subnet": "10.300.0.0/24"}}}}), types.ErrInternal, false},
 		{"IPAM plugin missing from CNI_PATH", add, withIPAM(map[string]any{"type": "no-such-ipam", "dataDir": n.DataDir}), types.ErrInvalidNetworkConfig, false},

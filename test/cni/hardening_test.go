@@ -76,6 +76,8 @@ func TestHardeningNamesStayInDataDir(t *testing.T) {
 		{"ifname .", Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "."}, conf(n.Name), types.ErrInvalidEnvironmentVariables},
 		{"ifname a:b", Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "a:b"}, conf(n.Name), types.ErrInvalidEnvironmentVariables},
 		{"ifname with space", Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "a b"}, conf(n.Name), types.ErrInvalidEnvironmentVariables},
+		// The kernel would name it eth0 itself, and the result would lie.
+		{"ifname template eth%d", Call{Cmd: "ADD", ContainerID: "c" + ns, Netns: path, IfName: "eth%d"}, conf(n.Name), types.ErrInvalidEnvironmentVariables},
 		{"DEL with container ID ../x", Call{Cmd: "DEL", ContainerID: "../x", Netns: path, IfName: "eth0"}, conf(n.Name), types.ErrInvalidEnvironmentVariables},
 		{"DEL with network name ../escape", Call{Cmd: "DEL", ContainerID: "c" + ns, Netns: path, IfName: "eth0"}, conf("../escape"), types.ErrInvalidNetworkConfig},
 	} {
