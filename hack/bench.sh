@@ -28,10 +28,13 @@ bin=${PODNS_BIN_DIR:-$REPO_ROOT/bin}
 out=${BENCH_OUT:-/tmp/podns-bench}
 mkdir -p "$out"
 tool=$(mktemp -d /tmp/podns-bench-tool.XXXXXX)
+note_nat_tables
 cleanup() {
 	# The tool cleans up after itself; this catches a run killed with -9.
 	[[ -x $tool/bench ]] && "$tool/bench" cleanup || true
 	rm -rf "$tool"
+	# The reference bridge's ipMasq makes iptables' nat table and leaves it.
+	remove_new_nat_tables
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -8,3 +8,28 @@ export PATH="/usr/local/go/bin:${HOME:-/root}/go/bin:/usr/local/sbin:/usr/local/
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 require_root() { [[ $(id -u) -eq 0 ]] || die "$0 must run as root (it uses real network namespaces)"; }
+
+# The reference plugins (bridge's ipMasq, portmap) make iptables' nat table
+# with base chains and, by design, never remove it. note_nat_tables records
+# which nat tables are missing now; remove_new_nat_tables later drops those
+# that appeared and hold nothing but such chains, so a run leaves no
+# nftables table behind.
+NAT_TABLES_BEFORE_MISSING=()
+note_nat_tables() {
+	local fam
+	NAT_TABLES_BEFORE_MISSING=()
+	for fam in ip ip6; do
+		nft list table "$fam" nat >/dev/null 2>&1 || NAT_TABLES_BEFORE_MISSING+=("$fam")
+	done
+}
+remove_new_nat_tables() {
+	local fam
+	for fam in "${NAT_TABLES_BEFORE_MISSING[@]}"; do
+		nft list table "$fam" nat >/dev/null 2>&1 || continue
+		if nft list table "$fam" nat | grep -E '^\s*chain ' | grep -qvE 'chain (CNI-HOSTPORT-[A-Z]+|PREROUTING|POSTROUTING|OUTPUT|INPUT) \{'; then
+			log "keeping table $fam nat: it holds chains the reference plugins did not make"
+			continue
+		fi
+		nft delete table "$fam" nat && log "removed table $fam nat left by the reference plugins"
+	done
+}
