@@ -34,6 +34,8 @@ type ParallelRun struct {
 	LeftIPAM   int    `json:"left_ipam"`
 	LeftRules  int    `json:"left_rules"`
 	FirstError string `json:"first_error,omitempty"`
+	// SettleSeconds is the wait before the ADDs for the CPUs to go quiet.
+	SettleSeconds float64 `json:"settle_seconds,omitempty"`
 }
 
 func (b *Bench) scenarioParallel() error {
@@ -104,6 +106,11 @@ func (b *Bench) burst(n *Net, conc int) (ParallelRun, error) {
 		wg.Wait()
 		return time.Since(t0)
 	}
+	// The previous burst's namespaces are still being torn down by the
+	// kernel in the background (a kworker busy for a second or more after
+	// 64 DELs); a burst released into that measures the last one, often the
+	// other side's, not this plugin.
+	r.SettleSeconds = b.settle(500*time.Millisecond, 3*time.Second).Seconds()
 	r.AddWallMS = ms(release(func(i int) { _, errs[i] = b.add(atts[i], viaExec) }))
 	seen := map[string]bool{}
 	for i, a := range atts {

@@ -264,6 +264,14 @@ func (r *Report) tables() []table {
 					f1(d), fmt.Sprintf("%.1f", float64(conc)/d*1000), fmt.Sprint(errs), fmt.Sprint(dups), fmt.Sprintf("%d/%d/%d", lp, li, lr), rat})
 			}
 		}
+		var settled []float64
+		for _, p := range r.Parallel {
+			settled = append(settled, p.SettleSeconds)
+		}
+		if sort.Float64s(settled); len(settled) > 0 && settled[len(settled)-1] > 0 {
+			t.notes = append(t.notes, fmt.Sprintf("each burst was released once the CPUs were quiet (the previous burst's namespaces are torn down in the background): waited %.1f s median, %.1f s at most (3 s cap).",
+				quantile(settled, .5), settled[len(settled)-1]))
+		}
 		for _, p := range r.Parallel {
 			if p.FirstError != "" {
 				t.notes = append(t.notes, fmt.Sprintf("first error (%s, %d at once): %s", p.Side, p.Conc, p.FirstError))
