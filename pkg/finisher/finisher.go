@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
@@ -332,7 +333,7 @@ func readDel(fd, idx int, buf []byte) (bool, error) {
 		}
 		for _, m := range msgs {
 			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= unix.SizeofIfInfomsg &&
-				int(int32(binary.NativeEndian.Uint32(m.Data[4:8]))) == idx {
+				int(nl.DeserializeIfInfomsg(m.Data).Index) == idx {
 				return true, nil
 			}
 		}
@@ -380,8 +381,9 @@ func linkGone(idx int) (bool, error) {
 	return false, fmt.Errorf("look up link %d: %w", idx, err)
 }
 
-// deleteSelf deletes link idx with one raw RTM_DELLINK; a link already
-// gone is not an error. Raw, not through the netlink package: in the
+// deleteSelf deletes link idx with one RTM_DELLINK; a link already gone is
+// not an error. The message is the netlink package's, but it is sent on a
+// plain blocking socket rather than through the package's socket: in the
 // child it is the first thing done, and the package's socket would first
 // set up the runtime's netpoller.
 func deleteSelf(idx int) error {
@@ -390,15 +392,12 @@ func deleteSelf(idx int) error {
 		return fmt.Errorf("delete link %d: %w", idx, err)
 	}
 	defer unix.Close(fd)
-	const seq = 1
-	req := make([]byte, unix.SizeofNlMsghdr+unix.SizeofIfInfomsg)
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], unix.RTM_DELLINK)
-	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	binary.NativeEndian.PutUint32(req[8:], seq)
-	// ifinfomsg: family AF_UNSPEC, then ifi_index at offset 4.
-	binary.NativeEndian.PutUint32(req[unix.SizeofNlMsghdr+4:], uint32(int32(idx)))
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	ifi := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	ifi.Index = int32(idx)
+	req.AddData(ifi)
+	seq := req.Seq
+	if err := unix.Sendto(fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("delete link %d: %w", idx, err)
 	}
 	buf := make([]byte, 4096)
