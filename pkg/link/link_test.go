@@ -32,6 +32,17 @@ func newNS(t *testing.T) netns.NsHandle {
 	return h
 }
 
+// routeHandle is a route netlink handle in the test's netns, closed at the end.
+func routeHandle(t *testing.T) *netlink.Handle {
+	t.Helper()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
 func TestNamesAndAlias(t *testing.T) {
 	a := HostVethName("net", "cid", "eth0")
 	if len(a) > 15 || a != HostVethName("net", "cid", "eth0") || a == HostVethName("net", "cid", "eth1") || a == HostVethName("net2", "cid", "eth0") {
@@ -145,11 +156,7 @@ func TestVethIntoNetns(t *testing.T) {
 func TestVethWithoutBridge(t *testing.T) {
 	testutil.RequireRoot(t)
 	pod := newNS(t)
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := routeHandle(t)
 	host := testutil.UniqueName("pnlv")
 	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth1", PodNSFd: int(pod), HostAlias: "podns routed"})
 	if err != nil {
@@ -180,11 +187,7 @@ func TestVethWithoutBridge(t *testing.T) {
 func TestVethBadMasterLeavesNothing(t *testing.T) {
 	testutil.RequireRoot(t)
 	pod := newNS(t)
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := routeHandle(t)
 	// A veth end is not a bridge: enslaving to it fails in the kernel.
 	notBridge := testutil.UniqueName("pnlx")
 	la := netlink.NewLinkAttrs()
