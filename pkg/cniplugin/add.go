@@ -183,9 +183,6 @@ func add(args *skel.CmdArgs) (err error) {
 	veth, err := link.CreateVeth(hostH, link.VethSpec{
 		HostName: hostName, PodName: args.IfName, PodNSFd: int(podNS),
 		MTU: conf.MTU, PodMAC: conf.MAC, MasterIndex: masterIdx,
-		// The alias names the attachment (and pod) for GC and for people.
-		HostAlias:  link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod()),
-		HostNoIPv6: conf.Mode == netconf.ModeBridge,
 	})
 	if err != nil {
 		if errors.Is(err, link.ErrPodIfExists) {
@@ -193,9 +190,18 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 		return err
 	}
+	defer veth.Close()
 	vethMade = true
 	hostLink, podLink := veth.Host, veth.Pod
 	rollback.push(func() error { return link.DeleteByName(hostH, hostName) })
+	// The alias names the attachment (and pod) for GC and for people.
+	alias := link.Alias(conf.Name, args.ContainerID, args.IfName, k8s.Pod())
+	if br != nil {
+		// A bridge port needs no IPv6 of its own.
+		if err = veth.UpHost(alias, true); err != nil {
+			return err
+		}
+	}
 	if br != nil && conf.HairpinMode {
 		if err = hostH.LinkSetHairpin(hostLink, true); err != nil {
 			return fmt.Errorf("hairpin on %s: %w", hostName, err)
@@ -247,6 +253,14 @@ func add(args *skel.CmdArgs) (err error) {
 		m = startMasq(conf.Name, args.ContainerID, args.IfName, k8s.Pod(), ipns)
 		defer m.join()
 		rollback.push(m.undo)
+	}
+
+	if br == nil {
+		// Routed: the host end is the pod's gateway, for IPv6 only when
+		// the pod has an IPv6 address.
+		if err = veth.UpHost(alias, !hasV6(res.IPs)); err != nil {
+			return err
+		}
 	}
 
 	// Interfaces in the result: the bridge (bridge mode), host veth, pod.
@@ -321,13 +335,14 @@ func add(args *skel.CmdArgs) (err error) {
 		}
 	}
 
-	// In an IPv4-only bridge network the pod's interface makes no IPv6
-	// link-local address (IPv6 stays on). Otherwise every pod coming up
-	// sends DAD, MLD and router solicitations to multicast, which the
-	// bridge floods to every port: 300 pods made at once cost the node
-	// ~2.7 s of CPU in the next 12 s, 1000 pods ten times that, and the
-	// pods have no IPv6 address or route to use it with.
-	if br != nil && !hasV6(res.IPs) {
+	// A pod with no IPv6 address makes no IPv6 link-local address (IPv6
+	// stays on). Otherwise every pod coming up sends DAD, MLD and router
+	// solicitations to multicast, which a bridge floods to every port
+	// (300 pods made at once cost the node ~2.7 s of CPU in the next 12 s,
+	// 1000 pods ten times that), and in routed mode its host end and it
+	// add IPv6 routes that every later link change walks; and the pod has
+	// no IPv6 address or route to use it with.
+	if !hasV6(res.IPs) {
 		if err = podH.LinkSetIP6AddrGenMode(podLink, addrGenModeNone); err != nil {
 			return fmt.Errorf("IPv6 address generation off on %s: %w", args.IfName, err)
 		}

@@ -96,11 +96,18 @@ func TestVethIntoNetns(t *testing.T) {
 	}
 	host := testutil.UniqueName("pnlv")
 	mac, _ := net.ParseMAC("0a:58:0a:00:00:09")
-	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MTU: 1400, PodMAC: mac, MasterIndex: br.Attrs().Index, HostAlias: "podns test", HostNoIPv6: true})
+	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MTU: 1400, PodMAC: mac, MasterIndex: br.Attrs().Index})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = DeleteByName(h, host) })
+	defer veth.Close()
+	if l, err := h.LinkByName(host); err != nil || l.Attrs().Flags&net.FlagUp != 0 {
+		t.Fatalf("host end after CreateVeth: %+v %v; want it down", l, err)
+	}
+	if err := veth.UpHost("podns test", true); err != nil {
+		t.Fatal(err)
+	}
 	brAfter, err := h.LinkByName(brName)
 	if err != nil || brAfter.Attrs().HardwareAddr.String() != br.Attrs().HardwareAddr.String() || br.Attrs().HardwareAddr[0]&2 == 0 {
 		t.Fatalf("bridge MAC %v changed to %v when a port joined (or is not locally administered)", br.Attrs().HardwareAddr, brAfter.Attrs().HardwareAddr)
@@ -151,18 +158,25 @@ func TestVethIntoNetns(t *testing.T) {
 	}
 }
 
-// TestVethWithoutBridge: no master, IPv6 kept, up in the create request;
+// TestVethWithoutBridge: no master, IPv6 kept on the host end brought up;
 // the pod end gets a locally administered MAC of its own.
 func TestVethWithoutBridge(t *testing.T) {
 	testutil.RequireRoot(t)
 	pod := newNS(t)
 	h := routeHandle(t)
 	host := testutil.UniqueName("pnlv")
-	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth1", PodNSFd: int(pod), HostAlias: "podns routed"})
+	veth, err := CreateVeth(h, VethSpec{HostName: host, PodName: "eth1", PodNSFd: int(pod)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = DeleteByName(h, host) })
+	veth.Close() // UpHost opens a socket of its own then
+	if err := veth.UpHost("podns routed", false); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + host + "/disable_ipv6"); err == nil && strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("IPv6 switched off on a host end that keeps it: disable_ipv6=%q", b)
+	}
 	hl, err := h.LinkByName(host)
 	if err != nil || hl.Attrs().Flags&net.FlagUp == 0 || hl.Attrs().MasterIndex != 0 || hl.Attrs().Alias != "podns routed" || hl.Attrs().Index != veth.Host.Attrs().Index {
 		t.Fatalf("host end: %+v %v", hl, err)
@@ -201,7 +215,7 @@ func TestVethBadMasterLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := testutil.UniqueName("pnlv")
-	_, err = CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MasterIndex: nb.Attrs().Index, HostNoIPv6: true})
+	_, err = CreateVeth(h, VethSpec{HostName: host, PodName: "eth0", PodNSFd: int(pod), MasterIndex: nb.Attrs().Index})
 	if err == nil {
 		_ = DeleteByName(h, host)
 		t.Fatal("veth enslaved to a non-bridge link")

@@ -25,31 +25,33 @@ type VethSpec struct {
 	MTU         int
 	PodMAC      net.HardwareAddr // nil: a random one
 	MasterIndex int              // bridge to enslave the host end to, 0 for none
-	// HostAlias is set on the host end (the kernel ignores an alias in a
-	// create request, so it goes with the request that brings it up).
-	HostAlias string
-	// HostNoIPv6 switches IPv6 off on the host end before it comes up: a
-	// bridge port needs no link-local address, and each one costs four
-	// IPv6 routes that every later link delete on the node walks
-	// (fib6_ifdown), making DEL slower as pods accumulate.
-	HostNoIPv6 bool
 }
 
 // Veth is a pair CreateVeth made: both ends with index, name, MAC and MTU.
-// Pod's index is in the pod's netns.
+// Pod's index is in the pod netns. It keeps the route socket the create
+// used, for UpHost; Close releases it.
 type Veth struct {
 	Host, Pod netlink.Link
+	raw       map[int]*nl.SocketHandle
+	closeRaw  func()
+}
+
+// Close releases the socket kept for UpHost.
+func (v *Veth) Close() {
+	if v != nil && v.closeRaw != nil {
+		v.closeRaw()
+		v.closeRaw = nil
+	}
 }
 
 // ErrPodIfExists means the pod's netns already has an interface of that name.
 var ErrPodIfExists = errors.New("interface already exists")
 
-// CreateVeth makes the pair, enslaves the host end and brings it up, with
-// its alias set: one create request (the kernel enslaves in it), one
-// lookup for both ends' indexes (the host end's IFLA_LINK is its peer's),
-// the IPv6 sysctl with HostNoIPv6, and one request for alias and up, where
-// the library's calls made five requests and two lookups. Both MACs are
-// chosen here. The pod end stays down. On error nothing is left.
+// CreateVeth makes the pair and enslaves the host end: one create request
+// (the kernel enslaves in it) and one lookup for both ends' indexes (the
+// host end's IFLA_LINK is its peer's), where the library's calls made two
+// requests and two lookups. Both MACs are chosen here. Both ends stay down
+// (UpHost brings the host end up). On error nothing is left.
 //
 // (Asking the kernel to echo the new link, NLM_F_ECHO, would save the
 // lookup, but made 64 ADDs at once 25-30% slower here.)
@@ -59,16 +61,12 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	if podMAC == nil {
 		podMAC = randomMAC()
 	}
-	sock, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	raw, closeRaw, err := openRaw()
 	if err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+		return nil, err
 	}
-	defer sock.Close()
-	sockets := map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: sock}}
-
-	// Up in the create request unless IPv6 must be switched off first.
-	upAtOnce := !s.HostNoIPv6
-	if err := createVethPair(sockets, s, hostMAC, podMAC, upAtOnce); err != nil {
+	if err := createVethPair(raw, s, hostMAC, podMAC); err != nil {
+		closeRaw()
 		if errors.Is(err, unix.EEXIST) {
 			// Tell apart a stale host end from a taken pod interface.
 			if _, lerr := h.LinkByName(s.HostName); lerr == nil {
@@ -80,48 +78,70 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	}
 	l, err := h.LinkByName(s.HostName)
 	if err != nil {
+		closeRaw()
 		_ = DeleteByName(h, s.HostName)
 		return nil, fmt.Errorf("look up %s: %w", s.HostName, err)
 	}
 	host := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{
 		Index: l.Attrs().Index, Name: s.HostName, MTU: l.Attrs().MTU, HardwareAddr: hostMAC, MasterIndex: s.MasterIndex,
 	}}
-	fail := func(err error) (*Veth, error) {
-		_ = h.LinkDel(host)
-		return nil, err
-	}
 	podIdx := l.Attrs().ParentIndex // the peer's index in its netns (IFLA_LINK)
 	if podIdx == 0 {
-		return fail(fmt.Errorf("veth %s: the kernel did not report its peer's index", s.HostName))
+		closeRaw()
+		_ = h.LinkDel(host)
+		return nil, fmt.Errorf("veth %s: the kernel did not report its peer's index", s.HostName)
 	}
-	if s.HostNoIPv6 {
-		f := "/proc/sys/net/ipv6/conf/" + s.HostName + "/disable_ipv6"
+	pod := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: podIdx, Name: s.PodName, MTU: host.MTU, HardwareAddr: podMAC}}
+	return &Veth{Host: host, Pod: pod, raw: raw, closeRaw: closeRaw}, nil
+}
+
+// UpHost sets the host end's alias and brings it up in one RTM_SETLINK,
+// first switching IPv6 off on it when noIPv6 is set: a bridge port, or the
+// host end of a pod with no IPv6 address, needs no link-local address, and
+// each one brings IPv6 routes that every later link change on the node
+// walks (fib6_ifdown), making ADD and DEL slower as pods accumulate.
+func (v *Veth) UpHost(alias string, noIPv6 bool) error {
+	name := v.Host.Attrs().Name
+	if noIPv6 {
+		f := "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6"
 		// A kernel without IPv6 has no such file: nothing to switch off.
 		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fail(fmt.Errorf("disable IPv6 on %s: %w", s.HostName, err))
+			return fmt.Errorf("disable IPv6 on %s: %w", name, err)
 		}
 	}
-	if !upAtOnce || s.HostAlias != "" {
-		if err := setAliasUp(sockets, host.Index, s.HostAlias); err != nil {
-			return fail(fmt.Errorf("set alias of %s and bring it up: %w", s.HostName, err))
+	raw := v.raw
+	if v.closeRaw == nil { // closed already
+		r, closeRaw, err := openRaw()
+		if err != nil {
+			return err
 		}
+		defer closeRaw()
+		raw = r
 	}
-	host.Alias = s.HostAlias
-	host.Flags = net.FlagUp
-	pod := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: podIdx, Name: s.PodName, MTU: host.MTU, HardwareAddr: podMAC}}
-	return &Veth{Host: host, Pod: pod}, nil
+	if err := setAliasUp(raw, v.Host.Attrs().Index, alias); err != nil {
+		return fmt.Errorf("set alias of %s and bring it up: %w", name, err)
+	}
+	v.Host.Attrs().Alias = alias
+	v.Host.Attrs().Flags |= net.FlagUp
+	return nil
+}
+
+// openRaw opens a route netlink socket in the current netns for the
+// requests the library has no call for.
+func openRaw() (map[int]*nl.SocketHandle, func(), error) {
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("netlink: %w", err)
+	}
+	return map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}, s.Close, nil
 }
 
 // createVethPair sends the create request: both ends named, MTU and MAC
 // set, the peer straight into the pod's netns, the host end on its bridge.
-func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMAC net.HardwareAddr, up bool) error {
+func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMAC net.HardwareAddr) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.Sockets = sockets
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	if up {
-		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	}
-	req.AddData(msg)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(s.HostName)))
 	if s.MTU > 0 {
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))

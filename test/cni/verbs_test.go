@@ -5,6 +5,7 @@ package cni_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +66,36 @@ func TestRoutedMode(t *testing.T) {
 	n.mustExec(Call{Cmd: "CHECK", ContainerID: a.ID, Netns: a.Path, IfName: "eth0"}, prev)
 	run(t, "ip", "route", "del", a.ip(false).String()+"/32")
 	n.wantCode(Call{Cmd: "CHECK", ContainerID: a.ID, Netns: a.Path, IfName: "eth0"}, prev, types.ErrInternal)
+	for _, p := range []*pod{a, b} {
+		n.mustExec(Call{Cmd: "DEL", ContainerID: p.ID, Netns: p.Path, IfName: "eth0"}, conf)
+	}
+	n.assertNoState(a.NS)
+}
+
+// TestRoutedIPv4Only: in an IPv4-only routed network neither end of a
+// pod's veth has IPv6 (no link-local addresses, so no per-pod IPv6 routes
+// for every later link change to walk), while IPv4 routing works; in a
+// dual-stack one (TestRoutedMode) both keep it.
+func TestRoutedIPv4Only(t *testing.T) {
+	n := newTestNet(t)
+	c := n.conf("1.1.0", true, false)
+	delete(c, "bridge")
+	c["mode"] = "routed"
+	conf := c.bytes(t)
+	a, b := n.add(conf), n.add(conf)
+	host := a.Result.Interfaces[0].Name
+	if v, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + host + "/disable_ipv6"); err == nil && strings.TrimSpace(string(v)) != "1" {
+		t.Errorf("host end %s of an IPv4-only pod keeps IPv6 (disable_ipv6=%s)", host, strings.TrimSpace(string(v)))
+	}
+	if out := run(t, "ip", "-6", "-o", "addr", "show", "dev", host); strings.TrimSpace(out) != "" {
+		t.Errorf("host end %s has IPv6 addresses:\n%s", host, out)
+	}
+	if out := inNS(t, a.NS, "ip", "-6", "-o", "addr", "show", "dev", "eth0"); strings.TrimSpace(out) != "" {
+		t.Errorf("eth0 of an IPv4-only routed pod has IPv6 addresses:\n%s", out)
+	}
+	ping(t, a.NS, a.gw(false).String())
+	ping(t, a.NS, b.ip(false).String())
+	ping(t, "", a.ip(false).String())
 	for _, p := range []*pod{a, b} {
 		n.mustExec(Call{Cmd: "DEL", ContainerID: p.ID, Netns: p.Path, IfName: "eth0"}, conf)
 	}
