@@ -264,7 +264,7 @@ func (b *Bench) teardown(n *Net, pods *[]*Attachment) {
 	for i := 0; i < 600 && bridgePorts(n.Bridge) > 0; i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.report.Teardowns = append(b.report.Teardowns, Teardown{Side: n.Impl.Side, Pods: len(list), How: how,
+	b.report.Teardowns = append(b.report.Teardowns, Teardown{Side: n.Impl.Side, Label: n.Impl.Label, Pods: len(list), How: how,
 		Seconds: time.Since(t0).Seconds(), LeftRules: leftRules, LeftIPAM: leftIPAM})
 	logf("  removed %d pods of %s in %.1f s (%s; left by it: %d rule lines, %d IPAM entries)", len(list), n.Impl.Label, time.Since(t0).Seconds(), how, leftRules, leftIPAM)
 	*pods = nil
@@ -274,6 +274,7 @@ func (b *Bench) teardown(n *Net, pods *[]*Attachment) {
 // plugin's GC left behind (should be nothing).
 type Teardown struct {
 	Side      string  `json:"side"`
+	Label     string  `json:"label,omitempty"` // the side's network (bridge or routed)
 	Pods      int     `json:"pods"`
 	How       string  `json:"how"`
 	Seconds   float64 `json:"seconds"`

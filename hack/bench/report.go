@@ -171,7 +171,7 @@ func (r *Report) tables() []table {
 	for _, sc := range []int{1, 2} {
 		t := table{title: map[int]string{
 			1: "Scenario 1: one ADD and one DEL into a fresh netns, 0 other pods (ms, median / p90)",
-			2: "Scenario 2: the bridge+ipMasq probe as pods accumulate (ms, median / p90)",
+			2: "Scenario 2: the probe as pods accumulate (ms, median / p90)",
 		}[sc]}
 		t.header = []string{"case", "via", "op", "pods", "podns", "reference v1.10.0", "podns/ref"}
 		if sc == 1 && hasDeb {
@@ -200,11 +200,14 @@ func (r *Report) tables() []table {
 		if sc == 2 {
 			for _, side := range []string{"podns", "ref"} {
 				for _, op := range []string{"ADD", "DEL"} {
-					if g := r.growthIn(side, op, true); !math.IsNaN(g.x) {
+					if g := r.growthIn(bridgeGroup, side, op, true); !math.IsNaN(g.x) {
 						t.notes = append(t.notes, fmt.Sprintf("%s %s median grows %.2fx from %d to %d pods (its own pods only on the node).", sideLabel(side), op, g.x, g.from, g.to))
 					}
-					if g := r.growthIn(side, op, false); !math.IsNaN(g.x) {
+					if g := r.growthIn(bridgeGroup, side, op, false); !math.IsNaN(g.x) {
 						t.notes = append(t.notes, fmt.Sprintf("%s %s median grows %.2fx from %d to %d pods (both sides' pods on the node, interleaved).", sideLabel(side), op, g.x, g.from, g.to))
+					}
+					if g := r.growthIn(routedGroup, side, op, true); !math.IsNaN(g.x) {
+						t.notes = append(t.notes, fmt.Sprintf("podns routed mode + podns-ipam %s median grows %.2fx from %d to %d pods (its own pods only on the node).", op, g.x, g.from, g.to))
 					}
 				}
 			}
@@ -218,8 +221,12 @@ func (r *Report) tables() []table {
 		}
 		if sc == 2 {
 			for _, td := range r.Teardowns {
+				who := td.Label
+				if who == "" {
+					who = sideLabel(td.Side)
+				}
 				t.notes = append(t.notes, fmt.Sprintf("removing %d pods of %s (netns delete, then %s) took %.1f s; left behind: %d rule lines, %d IPAM entries.",
-					td.Pods, sideLabel(td.Side), td.How, td.Seconds, td.LeftRules, td.LeftIPAM))
+					td.Pods, who, td.How, td.Seconds, td.LeftRules, td.LeftIPAM))
 			}
 		}
 		ts = append(ts, t)
@@ -403,24 +410,31 @@ type growth struct {
 	alone    bool // measured with the side's own pods only on the node
 }
 
-// growth compares a side's scenario-2 median at the most pods with 0 pods.
+// The probe groups of scenario 2.
+const (
+	bridgeGroup = "bridge+ipMasq"
+	routedGroup = "routed+ipMasq"
+)
+
+// growth compares a side's scenario-2 bridge median at the most pods with
+// 0 pods.
 func (r *Report) growth(side, op string) growth {
 	// The pass with the side's own pods only, when the run has one.
-	if g := r.growthIn(side, op, true); !math.IsNaN(g.x) {
+	if g := r.growthIn(bridgeGroup, side, op, true); !math.IsNaN(g.x) {
 		return g
 	}
-	return r.growthIn(side, op, false)
+	return r.growthIn(bridgeGroup, side, op, false)
 }
 
 // alone reports whether a probe comes from a side's own-pods-only pass.
 func (p *Probe) alone() bool { return strings.HasSuffix(p.Group, ", own pods only") }
 
-func (r *Report) growthIn(side, op string, alone bool) growth {
+func (r *Report) growthIn(group, side, op string, alone bool) growth {
 	g := growth{x: math.NaN()}
 	var lo, hi *Probe
 	for i := range r.Probes {
 		p := &r.Probes[i]
-		if p.Scenario != 2 || p.Op != op || p.Stats[side] == nil || p.alone() != alone {
+		if p.Scenario != 2 || p.Op != op || p.Stats[side] == nil || p.alone() != alone || !strings.HasPrefix(p.Group, group) {
 			continue
 		}
 		if lo == nil || p.Pods < lo.Pods {
@@ -472,9 +486,12 @@ func (r *Report) checkTargets() {
 		got := fmt.Sprintf("%.2fx", g.x)
 		if g.alone {
 			got += " (own pods only)"
-			if both := r.growthIn("podns", op, false); !math.IsNaN(both.x) {
+			if both := r.growthIn(bridgeGroup, "podns", op, false); !math.IsNaN(both.x) {
 				got += fmt.Sprintf("; %.2fx beside the reference's", both.x)
 			}
+		}
+		if rt := r.growthIn(routedGroup, "podns", op, true); !math.IsNaN(rt.x) {
+			got += fmt.Sprintf("; routed mode %.2fx", rt.x)
 		}
 		add(fmt.Sprintf("podns %s growth %d -> %d pods", op, g.from, g.to), "<= 1.25x", got, b(g.x <= 1.25))
 	}
