@@ -170,7 +170,7 @@ func TestVethWithoutBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = DeleteByName(h, host) })
-	veth.Close() // UpHost opens a socket of its own then
+	defer veth.Close()
 	if err := veth.UpHost("podns routed", false); err != nil {
 		t.Fatal(err)
 	}

@@ -33,16 +33,10 @@ type VethSpec struct {
 type Veth struct {
 	Host, Pod netlink.Link
 	raw       map[int]*nl.SocketHandle
-	closeRaw  func()
 }
 
 // Close releases the socket kept for UpHost.
-func (v *Veth) Close() {
-	if v != nil && v.closeRaw != nil {
-		v.closeRaw()
-		v.closeRaw = nil
-	}
-}
+func (v *Veth) Close() { v.raw[unix.NETLINK_ROUTE].Close() }
 
 // ErrPodIfExists means the pod's netns already has an interface of that name.
 var ErrPodIfExists = errors.New("interface already exists")
@@ -61,12 +55,13 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	if podMAC == nil {
 		podMAC = randomMAC()
 	}
-	raw, closeRaw, err := openRaw()
+	raw, err := openRaw()
 	if err != nil {
 		return nil, err
 	}
+	v := &Veth{raw: raw}
 	if err := createVethPair(raw, s, hostMAC, podMAC); err != nil {
-		closeRaw()
+		v.Close()
 		if errors.Is(err, unix.EEXIST) {
 			// Tell apart a stale host end from a taken pod interface.
 			if _, lerr := h.LinkByName(s.HostName); lerr == nil {
@@ -78,7 +73,7 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	}
 	l, err := h.LinkByName(s.HostName)
 	if err != nil {
-		closeRaw()
+		v.Close()
 		_ = DeleteByName(h, s.HostName)
 		return nil, fmt.Errorf("look up %s: %w", s.HostName, err)
 	}
@@ -87,12 +82,13 @@ func CreateVeth(h *netlink.Handle, s VethSpec) (*Veth, error) {
 	}}
 	podIdx := l.Attrs().ParentIndex // the peer's index in its netns (IFLA_LINK)
 	if podIdx == 0 {
-		closeRaw()
+		v.Close()
 		_ = h.LinkDel(host)
 		return nil, fmt.Errorf("veth %s: the kernel did not report its peer's index", s.HostName)
 	}
 	pod := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: podIdx, Name: s.PodName, MTU: host.MTU, HardwareAddr: podMAC}}
-	return &Veth{Host: host, Pod: pod, raw: raw, closeRaw: closeRaw}, nil
+	v.Host, v.Pod = host, pod
+	return v, nil
 }
 
 // UpHost sets the host end's alias and brings it up in one RTM_SETLINK,
@@ -109,16 +105,7 @@ func (v *Veth) UpHost(alias string, noIPv6 bool) error {
 			return fmt.Errorf("disable IPv6 on %s: %w", name, err)
 		}
 	}
-	raw := v.raw
-	if v.closeRaw == nil { // closed already
-		r, closeRaw, err := openRaw()
-		if err != nil {
-			return err
-		}
-		defer closeRaw()
-		raw = r
-	}
-	if err := setAliasUp(raw, v.Host.Attrs().Index, alias); err != nil {
+	if err := setAliasUp(v.raw, v.Host.Attrs().Index, alias); err != nil {
 		return fmt.Errorf("set alias of %s and bring it up: %w", name, err)
 	}
 	v.Host.Attrs().Alias = alias
@@ -128,12 +115,12 @@ func (v *Veth) UpHost(alias string, noIPv6 bool) error {
 
 // openRaw opens a route netlink socket in the current netns for the
 // requests the library has no call for.
-func openRaw() (map[int]*nl.SocketHandle, func(), error) {
+func openRaw() (map[int]*nl.SocketHandle, error) {
 	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
 	if err != nil {
-		return nil, nil, fmt.Errorf("netlink: %w", err)
+		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	return map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}, s.Close, nil
+	return map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}, nil
 }
 
 // createVethPair sends the create request: both ends named, MTU and MAC
