@@ -64,8 +64,9 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 	hostH := &netlink.Handle{}
 	host := link.HostVethName(conf.Name, args.ContainerID, args.IfName)
 	hostIdx := 0
-	if l, err := hostH.LinkByName(host); err == nil {
-		hostIdx = l.Attrs().Index
+	hostLink, err := hostH.LinkByName(host)
+	if err == nil {
+		hostIdx = hostLink.Attrs().Index
 	} else if !link.IsNotFound(err) {
 		return fmt.Errorf("look up %s: %w", host, err)
 	}
@@ -138,8 +139,9 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 			unix.Close(fd)
 		}
 	case hostIdx > 0:
-		if err := link.DeleteByName(hostH, host); err != nil {
-			errs = append(errs, err)
+		// No finisher: the link found above is deleted here, by its index.
+		if err := hostH.LinkDel(hostLink); err != nil && !link.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s: %w", host, err))
 		}
 	}
 	// Closed here, after its duplicate went to the finisher: the kernel's
