@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
@@ -167,92 +168,86 @@ func appendResult(b []byte, r *current.Result, version string) ([]byte, bool) {
 		e.strs("search", d.Search)
 		e.close('}')
 	}
-	if len(r.Interfaces) > 0 {
-		e.key("interfaces")
-		e.open('[')
-		for _, i := range r.Interfaces {
-			if i == nil {
-				e.null()
-				continue
-			}
-			e.elem()
-			e.open('{')
-			if i.Mac != "" {
-				e.str("mac", i.Mac)
-			}
-			if i.Mtu != 0 {
-				e.num("mtu", i.Mtu)
-			}
-			e.str("name", i.Name)
-			if i.PciID != "" {
-				e.str("pciID", i.PciID)
-			}
-			if i.Sandbox != "" {
-				e.str("sandbox", i.Sandbox)
-			}
-			if i.SocketPath != "" {
-				e.str("socketPath", i.SocketPath)
-			}
-			e.close('}')
+	list(&e, "interfaces", r.Interfaces, func(i *current.Interface) bool {
+		if i.Mac != "" {
+			e.str("mac", i.Mac)
 		}
-		e.close(']')
-	}
-	if len(r.IPs) > 0 {
-		e.key("ips")
-		e.open('[')
-		for _, c := range r.IPs {
-			if c == nil {
-				e.null()
-				continue
-			}
-			e.elem()
-			e.open('{')
-			e.str("address", c.Address.String())
-			if !e.ip("gateway", c.Gateway) {
-				return nil, false
-			}
-			if c.Interface != nil {
-				e.num("interface", *c.Interface)
-			}
-			e.close('}')
+		if i.Mtu != 0 {
+			e.num("mtu", i.Mtu)
 		}
-		e.close(']')
-	}
-	if len(r.Routes) > 0 {
-		e.key("routes")
-		e.open('[')
-		for _, rt := range r.Routes {
-			if rt == nil {
-				e.null()
-				continue
-			}
-			e.elem()
-			e.open('{')
-			if rt.AdvMSS != 0 {
-				e.num("advmss", rt.AdvMSS)
-			}
-			e.str("dst", rt.Dst.String())
-			if !e.ip("gw", rt.GW) {
-				return nil, false
-			}
-			if rt.MTU != 0 {
-				e.num("mtu", rt.MTU)
-			}
-			if rt.Priority != 0 {
-				e.num("priority", rt.Priority)
-			}
-			if rt.Scope != nil {
-				e.num("scope", *rt.Scope)
-			}
-			if rt.Table != nil {
-				e.num("table", *rt.Table)
-			}
-			e.close('}')
+		e.str("name", i.Name)
+		if i.PciID != "" {
+			e.str("pciID", i.PciID)
 		}
-		e.close(']')
+		if i.Sandbox != "" {
+			e.str("sandbox", i.Sandbox)
+		}
+		if i.SocketPath != "" {
+			e.str("socketPath", i.SocketPath)
+		}
+		return true
+	})
+	ok := list(&e, "ips", r.IPs, func(c *current.IPConfig) bool {
+		e.str("address", c.Address.String())
+		if !e.ip("gateway", c.Gateway) {
+			return false
+		}
+		if c.Interface != nil {
+			e.num("interface", *c.Interface)
+		}
+		return true
+	}) && list(&e, "routes", r.Routes, func(rt *types.Route) bool {
+		if rt.AdvMSS != 0 {
+			e.num("advmss", rt.AdvMSS)
+		}
+		e.str("dst", rt.Dst.String())
+		if !e.ip("gw", rt.GW) {
+			return false
+		}
+		if rt.MTU != 0 {
+			e.num("mtu", rt.MTU)
+		}
+		if rt.Priority != 0 {
+			e.num("priority", rt.Priority)
+		}
+		if rt.Scope != nil {
+			e.num("scope", *rt.Scope)
+		}
+		if rt.Table != nil {
+			e.num("table", *rt.Table)
+		}
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
 	e.close('}')
 	return e.b, true
+}
+
+// list writes key: [...] with one object per entry (null for a nil one);
+// fields writes an object's fields and reports false for a value the
+// library would refuse. Nothing is written for an empty list (omitempty).
+func list[T any](e *encoder, key string, items []*T, fields func(*T) bool) bool {
+	if len(items) == 0 {
+		return true
+	}
+	e.key(key)
+	e.open('[')
+	for _, it := range items {
+		if it == nil {
+			e.null()
+			continue
+		}
+		e.elem()
+		e.open('{')
+		if !fields(it) {
+			return false
+		}
+		e.close('}')
+	}
+	e.close(']')
+	return true
 }
 
 const hex = "0123456789abcdef"
