@@ -66,6 +66,24 @@ func hostVeth(t *testing.T, args *skel.CmdArgs) string {
 
 // waitNoFinisher fails unless fin has exited and been reaped and no
 // finisher child of this process is left, within a bounded wait.
+func startFinisher(t *testing.T) *finisher.Child {
+	t.Helper()
+	fin, err := finisher.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fin
+}
+
+// wantFinisherExit waits until fin is gone and checks how it ended.
+func wantFinisherExit(t *testing.T, fin *finisher.Child, want int, why string) {
+	t.Helper()
+	waitNoFinisher(t, fin)
+	if st := exitStatus(t, fin); st != want {
+		t.Fatalf("finisher exited %d, want %d (%s)", st, want, why)
+	}
+}
+
 func waitNoFinisher(t *testing.T, fin *finisher.Child) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -100,33 +118,21 @@ func exitStatus(t *testing.T, fin *finisher.Child) int {
 func TestDelNothingCancelsFinisher(t *testing.T) {
 	testutil.RequireRoot(t)
 	args := delArgs(t)
-	fin, err := finisher.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fin := startFinisher(t)
 	if err := del(args, fin, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitNoFinisher(t, fin)
-	if st := exitStatus(t, fin); st != finisher.ExitNoWork {
-		t.Fatalf("finisher exited %d, want %d (no work)", st, finisher.ExitNoWork)
-	}
+	wantFinisherExit(t, fin, finisher.ExitNoWork, "no work")
 }
 
 // TestDelBadConfigCancelsFinisher: a DEL that fails before it looks for
 // the link lets the early finisher go too.
 func TestDelBadConfigCancelsFinisher(t *testing.T) {
-	fin, err := finisher.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fin := startFinisher(t)
 	if err := del(&skel.CmdArgs{ContainerID: "x", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0"}`)}, fin, nil); err == nil {
 		t.Fatal("DEL of a config without a name succeeded")
 	}
-	waitNoFinisher(t, fin)
-	if st := exitStatus(t, fin); st != finisher.ExitNoWork {
-		t.Fatalf("finisher exited %d, want %d (no work)", st, finisher.ExitNoWork)
-	}
+	wantFinisherExit(t, fin, finisher.ExitNoWork, "no work")
 }
 
 // TestDelUsesEarlyFinisher: the finisher started before DEL does the
@@ -136,20 +142,14 @@ func TestDelUsesEarlyFinisher(t *testing.T) {
 	testutil.RequireRoot(t)
 	args := delArgs(t)
 	host := hostVeth(t, args)
-	fin, err := finisher.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fin := startFinisher(t)
 	if err := del(args, fin, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := netlink.LinkByName(host); err == nil {
 		t.Fatalf("%s still there when DEL returned", host)
 	}
-	waitNoFinisher(t, fin)
-	if st := exitStatus(t, fin); st != finisher.ExitDeleted {
-		t.Fatalf("finisher exited %d, want %d (it deleted the link)", st, finisher.ExitDeleted)
-	}
+	wantFinisherExit(t, fin, finisher.ExitDeleted, "it deleted the link")
 }
 
 // TestDelFinisherKilledBeforeWork: the early finisher dies before DEL has
@@ -158,10 +158,7 @@ func TestDelFinisherKilledBeforeWork(t *testing.T) {
 	testutil.RequireRoot(t)
 	args := delArgs(t)
 	host := hostVeth(t, args)
-	fin, err := finisher.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fin := startFinisher(t)
 	if err := unix.Kill(fin.Pid(), unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

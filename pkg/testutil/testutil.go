@@ -81,8 +81,16 @@ func BinDir(t testing.TB) string {
 	return binDir
 }
 
-// RemoveBuiltBinaries deletes binaries BinDir built itself; call it from
-// TestMain after m.Run so a test run leaves no temporary directory behind.
+// Main is TestMain for a package that uses BinDir: run the tests, then
+// remove the binaries BinDir built, so a test run leaves no temporary
+// directory behind.
+func Main(m *testing.M) {
+	code := m.Run()
+	RemoveBuiltBinaries()
+	os.Exit(code)
+}
+
+// RemoveBuiltBinaries deletes binaries BinDir built itself (Main calls it).
 func RemoveBuiltBinaries() {
 	if binDir != "" && os.Getenv("PODNS_BIN_DIR") == "" {
 		os.RemoveAll(binDir)

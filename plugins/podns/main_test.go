@@ -17,11 +17,7 @@ import (
 	"github.com/podns/podns/pkg/testutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testutil.RemoveBuiltBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // TestDelNothingLeavesNoFinisher: the podns binary starts its finisher
 // before it reads anything on DEL; a DEL with nothing to delete (no host

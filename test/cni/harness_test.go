@@ -35,11 +35,7 @@ const RefPluginDir = "/usr/local/lib/cni-v1.10.0"
 // DebianPluginDir holds Debian's reference plugins (up to CNI 1.0.0).
 const DebianPluginDir = "/usr/lib/cni"
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testutil.RemoveBuiltBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // run runs a command and fails the test with its output on error.
 func run(t testing.TB, name string, args ...string) string {

@@ -24,11 +24,7 @@ import (
 	"github.com/podns/podns/sandbox/nsutil"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testutil.RemoveBuiltBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // refPlugins holds the v1.10.0 reference plugins (hack/deps.sh).
 const refPlugins = "/usr/local/lib/cni-v1.10.0"
