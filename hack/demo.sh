@@ -24,8 +24,10 @@ remove_demo_bridge() {
 	ip link del "$bridge" && log "removed bridge $bridge, which the demo created"
 	local gcdir
 	gcdir=$(mktemp -d)
-	jq '.cniVersion = "1.1.0"' "$conf" >"$gcdir/$(basename "$conf")"
-	if NETCONFPATH=$gcdir CNI_PATH=${PREFIX_BIN:-/opt/cni/bin} cnitool gc "$(jq -r .name "$conf")" /nonexistent; then
+	# In an EXIT trap under set -e: every failure goes to the warning, so
+	# the temp dir is always removed.
+	if jq '.cniVersion = "1.1.0"' "$conf" >"$gcdir/$(basename "$conf")" &&
+		NETCONFPATH=$gcdir CNI_PATH=${PREFIX_BIN:-/opt/cni/bin} cnitool gc "$(jq -r .name "$conf")" /nonexistent; then
 		log "CNI GC: no pod left; the network's masquerade chain and sets removed"
 	else
 		log "warning: CNI GC of the demo network failed; its chain may be left in table inet podns"
