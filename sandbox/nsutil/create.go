@@ -165,12 +165,6 @@ func (t *NSThread) Finish(dir string, setup func() error, pinned func(kind, path
 	return pins, <-done
 }
 
-// Unshared makes new namespaces of the given kinds on a thread and
-// finishes them at once (see NSThread.Finish).
-func Unshared(kinds []string, dir string, setup func() error, pinned func(kind, path string) error) (map[string]string, error) {
-	return StartUnshare(kinds).Finish(dir, setup, pinned)
-}
-
 // WarmExec has the Go runtime make, in the background and now, the
 // one-time check for pidfd support it would otherwise make inside the first
 // exec (a pidfd_open, a waitid and a vfork of a child that exits at once):

@@ -77,16 +77,8 @@ func ProcNS(pid int) map[string]uint64 {
 	return out
 }
 
-// Pin keeps the namespace at src (e.g. /proc/PID/ns/net) alive by bind
-// mounting it on dst, which is created as an empty file.
-func Pin(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return err
-	}
-	return pinFile(src, dst)
-}
-
-// pinFile is Pin once dst's directory exists.
+// pinFile keeps the namespace at src (e.g. /proc/PID/ns/net) alive by bind
+// mounting it on dst, created as an empty file in an existing directory.
 func pinFile(src, dst string) error {
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o400)
 	if err != nil {
@@ -374,16 +366,19 @@ func WaitGone(pid int, start uint64, d time.Duration) bool {
 }
 
 // Stop sends SIGTERM, waits up to grace, then SIGKILL and waits up to
-// kill more. Signals go through a pidfd, so a reused PID is never hit.
+// kill more; with no grace it sends SIGKILL at once. Signals go through a
+// pidfd, so a reused PID is never hit.
 func Stop(pid int, start uint64, grace, kill time.Duration) {
 	fd, err := openPidfd(pid, start)
 	if err != nil { // no pidfd support: signal by PID, poll /proc
 		if !Alive(pid, start) {
 			return
 		}
-		unix.Kill(pid, unix.SIGTERM)
-		if pollGone(pid, start, grace) {
-			return
+		if grace > 0 {
+			unix.Kill(pid, unix.SIGTERM)
+			if pollGone(pid, start, grace) {
+				return
+			}
 		}
 		unix.Kill(pid, unix.SIGKILL)
 		pollGone(pid, start, kill)
@@ -393,32 +388,18 @@ func Stop(pid int, start uint64, grace, kill time.Duration) {
 		return
 	}
 	defer unix.Close(fd)
-	if unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0) != nil || waitPidfd(fd, grace) {
-		return
+	if grace > 0 {
+		if unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0) != nil || waitPidfd(fd, grace) {
+			return
+		}
 	}
-	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-	waitPidfd(fd, kill)
+	if unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
+		waitPidfd(fd, kill)
+	}
 }
 
-// Kill sends SIGKILL (through a pidfd, so a reused PID is never hit) and
-// waits up to d until the process is gone.
-func Kill(pid int, start uint64, d time.Duration) {
-	fd, err := openPidfd(pid, start)
-	if err != nil { // no pidfd support: signal by PID, poll /proc
-		if Alive(pid, start) {
-			unix.Kill(pid, unix.SIGKILL)
-			pollGone(pid, start, d)
-		}
-		return
-	}
-	if fd < 0 {
-		return
-	}
-	defer unix.Close(fd)
-	if unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
-		waitPidfd(fd, d)
-	}
-}
+// Kill sends SIGKILL and waits up to d until the process is gone.
+func Kill(pid int, start uint64, d time.Duration) { Stop(pid, start, 0, d) }
 
 func pollGone(pid int, start uint64, d time.Duration) bool {
 	deadline := time.Now().Add(d)
