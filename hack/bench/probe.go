@@ -150,7 +150,6 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 			return err
 		}
 		b.teardown(n, pods[n])
-		*pods[n] = nil
 	}
 	mergeProbes(&b.report.Probes, 2, g.name+", own pods only")
 	// podns's routed mode alone too: no bridge, so none of its per-port

@@ -56,7 +56,7 @@ func AddFresh(ctx context.Context, typ string, args *skel.CmdArgs) (*current.Res
 // without changing anything; ok is false for an IPAM that cannot be asked
 // (exec'd plugins have no such verb).
 func Addrs(typ string, args *skel.CmdArgs) (ips []net.IP, ok bool, err error) {
-	if typ != InProcessType || inProcess == nil {
+	if !InProcess(typ) {
 		return nil, false, nil
 	}
 	ips, err = inProcess.Addrs(args)
@@ -65,7 +65,7 @@ func Addrs(typ string, args *skel.CmdArgs) (ips []net.IP, ok bool, err error) {
 
 // Del releases the attachment's addresses.
 func Del(ctx context.Context, typ string, args *skel.CmdArgs) error {
-	if typ == InProcessType && inProcess != nil {
+	if InProcess(typ) {
 		return wrap(typ, "DEL", inProcess.Del(args))
 	}
 	return wrap(typ, "DEL", execNoResult(ctx, typ, "DEL", args, types.ErrInvalidNetworkConfig))
@@ -73,7 +73,7 @@ func Del(ctx context.Context, typ string, args *skel.CmdArgs) error {
 
 // Check asks IPAM to verify the attachment's addresses (prevResult in stdin).
 func Check(ctx context.Context, typ string, args *skel.CmdArgs) error {
-	if typ == InProcessType && inProcess != nil {
+	if InProcess(typ) {
 		return wrap(typ, "CHECK", inProcess.Check(args))
 	}
 	return wrap(typ, "CHECK", execNoResult(ctx, typ, "CHECK", args, types.ErrInvalidNetworkConfig))
@@ -81,7 +81,7 @@ func Check(ctx context.Context, typ string, args *skel.CmdArgs) error {
 
 // Status asks IPAM whether it can serve an ADD.
 func Status(ctx context.Context, typ string, args *skel.CmdArgs) error {
-	if typ == InProcessType && inProcess != nil {
+	if InProcess(typ) {
 		return wrap(typ, "STATUS", inProcess.Status(args))
 	}
 	return wrap(typ, "STATUS", execNoResult(ctx, typ, "STATUS", args, types.ErrPluginNotAvailable))
@@ -89,7 +89,7 @@ func Status(ctx context.Context, typ string, args *skel.CmdArgs) error {
 
 // GC asks IPAM to release what valid-attachments (in stdin) does not list.
 func GC(ctx context.Context, typ string, args *skel.CmdArgs) error {
-	if typ == InProcessType && inProcess != nil {
+	if InProcess(typ) {
 		return wrap(typ, "GC", inProcess.GC(args))
 	}
 	return wrap(typ, "GC", execNoResult(ctx, typ, "GC", args, types.ErrInvalidNetworkConfig))
