@@ -334,9 +334,13 @@ func (c *Client) del(ctx context.Context, list *List, a *Attachment) error {
 			return fmt.Errorf("plugin type=%q failed (delete): %w", p.Type, err)
 		}
 	}
-	os.Remove(c.cacheFile(list, a))
+	c.Forget(list, a)
 	return nil
 }
+
+// Forget removes the attachment's cached result. Del does it once the DEL
+// succeeded; a caller that gives up on a failed DEL does it too.
+func (c *Client) Forget(list *List, a *Attachment) { os.Remove(c.cacheFile(list, a)) }
 
 // validate checks what plugins get as identifiers (the CNI library's
 // checks return a *types.Error, nil when fine).

@@ -243,10 +243,15 @@ func setUpOptions(pod *state.Pod, p *spec.Pod) holder.Options {
 // finds the holder by its command line and the pins by the mount table.
 func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, netList *cni.List, ns *nsutil.NSThread, saved <-chan error) error {
 	var (
-		add *adding
-		h   *starting
+		add      *adding
+		h        *starting
+		gotSaved bool
 	)
 	defer func() {
+		// RunPod writes pod until it sends saved: touch it only after.
+		if !gotSaved {
+			<-saved
+		}
 		// The record owes a DEL from the start; a pod that fails before
 		// its ADD began has nothing to delete.
 		if add == nil {
@@ -265,7 +270,9 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 	recorded := false
 	pins, err := ns.Finish(filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
 		_, err := holder.SetUp(o)
-		if rerr := <-saved; err == nil {
+		rerr := <-saved
+		gotSaved = true
+		if err == nil {
 			err = rerr
 		}
 		recorded = err == nil
@@ -595,7 +602,7 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	go func() {
 		defer close(delDone)
 		if pod.CNIAdded {
-			delErr = r.cniDel(ctx, pod)
+			delErr = r.cniDel(ctx, pod, force)
 		}
 	}()
 	// Whatever else is inside the pod's own namespaces goes too, found in
@@ -702,7 +709,10 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	return errors.Join(errs...)
 }
 
-func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod) error {
+// cniDel runs the pod's CNI DEL. A failed DEL keeps the result cache for
+// the DEL that retries it, except with force: the pod's record goes then,
+// and no retry will come for the entry.
+func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, force bool) error {
 	data, err := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "network.conflist"))
 	if err != nil {
 		return fmt.Errorf("pod %s: saved network config: %w", pod.ID, err)
@@ -730,7 +740,12 @@ func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod) error {
 	if !nsutil.IsNSFS(a.NetNS) {
 		a.NetNS = "" // gone: plugins must still release what they hold
 	}
-	return r.cniClient().Del(ctx, list, a)
+	c := r.cniClient()
+	err = c.Del(ctx, list, a)
+	if err != nil && force {
+		c.Forget(list, a)
+	}
+	return err
 }
 
 // stopProcess sends SIGTERM, waits up to grace, then SIGKILL, and waits

@@ -312,3 +312,42 @@ linux: {security_context: {namespace_options: {pid: TARGET, target_id: a}}}
 		t.Fatalf("ns table:\n%s", out)
 	}
 }
+
+// TestForcedRmpForgetsCNICache: a DEL that fails keeps the pod (a plain
+// rmp fails) and its cached CNI result, for the DEL that retries it; rmp -f
+// removes the pod anyway and, since no retry will come, the cache entry.
+func TestForcedRmpForgetsCNICache(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	id := e.runp(podYAML(testutil.UniqueName("fdel"), ""))
+	cached := func() []string {
+		m, _ := filepath.Glob(filepath.Join(e.state, "cni-cache", "results", "*"+id+"*"))
+		return m
+	}
+	if len(cached()) != 1 {
+		t.Fatalf("cached CNI results of %s: %v, want one", id, cached())
+	}
+	// A plugin that cannot be found, first in the pod's saved chain: its
+	// DEL runs last, after the real plugins have released what they hold.
+	saved := filepath.Join(e.state, "pods", id, "network.conflist")
+	data, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(data), `"plugins":[`, `"plugins":[{"type":"podns-test-missing"},`, 1)
+	if broken == string(data) {
+		t.Fatalf("no plugin list in %s: %s", saved, data)
+	}
+	if err := os.WriteFile(saved, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, code := e.ctl("rmp", id); code == 0 {
+		t.Fatal("rmp succeeded although the CNI DEL failed")
+	}
+	if len(cached()) != 1 {
+		t.Fatalf("a failed DEL removed the cached result the retry needs: %v", cached())
+	}
+	e.must("rmp", "-f", id)
+	if left := cached(); len(left) != 0 {
+		t.Fatalf("cached CNI result left after rmp -f: %v", left)
+	}
+}
