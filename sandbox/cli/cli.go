@@ -174,7 +174,7 @@ func (a *app) runp(args []string) (int, error) {
 	runtime.LockOSThread()
 	// Most pods own their network, ipc and uts namespaces: the kernel makes
 	// them while the config is read and the record written.
-	early := nsutil.StartUnshare([]string{"net", "ipc", "uts"})
+	early := nsutil.StartUnshare(pods.PodKinds())
 	defer early.Close()
 	fs := newFlags("runp")
 	mode := fs.String("mode", os.Getenv("PODNS_MODE"), "holder or pinned")

@@ -147,7 +147,7 @@ func (t *NSThread) Finish(dir string, setup func() error, pinned func(kind, path
 		}
 		self := fmt.Sprintf("/proc/self/task/%d/ns/", unix.Gettid())
 		for _, k := range t.kinds {
-			dst := filepath.Join(dir, k)
+			dst := PinPath(dir, k)
 			if err := pinFile(self+k, dst); err != nil {
 				done <- fmt.Errorf("pin %s namespace: %w", k, err)
 				return
@@ -176,3 +176,6 @@ func WarmExec() {
 		}
 	}()
 }
+
+// PinPath is where Finish pins a namespace of kind under dir.
+func PinPath(dir, kind string) string { return filepath.Join(dir, kind) }

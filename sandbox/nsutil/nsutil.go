@@ -291,12 +291,9 @@ func PidsInAnyNS(inos map[string]uint64) []int {
 		if pid == self {
 			continue
 		}
-		for kind, ino := range inos {
-			if got, err := linkInode("/proc/" + strconv.Itoa(pid) + "/ns/" + kind); err == nil && got == ino {
-				if s := ProcState(pid); s != "Z" && s != "X" && s != "" {
-					out = append(out, pid)
-				}
-				break
+		if inAnyNS(pid, inos) {
+			if s := ProcState(pid); s != "Z" && s != "X" && s != "" {
+				out = append(out, pid)
 			}
 		}
 	}
@@ -423,10 +420,18 @@ func KillInAnyNS(pid int, inos map[string]uint64) {
 		return
 	}
 	defer unix.Close(fd)
+	if inAnyNS(pid, inos) {
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+	}
+}
+
+// inAnyNS reports whether pid is in one of the namespaces inos names
+// (kind -> inode).
+func inAnyNS(pid int, inos map[string]uint64) bool {
 	for kind, ino := range inos {
 		if got, err := linkInode("/proc/" + strconv.Itoa(pid) + "/ns/" + kind); err == nil && got == ino {
-			_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
-			return
+			return true
 		}
 	}
+	return false
 }

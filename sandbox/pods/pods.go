@@ -65,6 +65,10 @@ func newID() string {
 // podKinds are the namespaces a pod can own and pin, in set-up order.
 var podKinds = []string{"net", "ipc", "uts"}
 
+// PodKinds returns podKinds: what runp can start unsharing before it has
+// read the pod's config (most pods own all three).
+func PodKinds() []string { return slices.Clone(podKinds) }
+
 // ownedKinds lists the namespaces this pod makes for itself.
 func ownedKinds(p *state.Pod) []string {
 	var out []string
@@ -268,7 +272,7 @@ func (r *Runtime) setUpPod(ctx context.Context, pod *state.Pod, p *spec.Pod, net
 	}
 	o := setUpOptions(pod, p)
 	recorded := false
-	pins, err := ns.Finish(filepath.Join(r.Store.PodDir(pod.ID), "ns"), func() error {
+	pins, err := ns.Finish(r.pinDir(pod.ID), func() error {
 		_, err := holder.SetUp(o)
 		rerr := <-saved
 		gotSaved = true
@@ -709,6 +713,9 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	return errors.Join(errs...)
 }
 
+// pinDir is where a pod's namespaces are pinned (nsutil.PinPath).
+func (r *Runtime) pinDir(id string) string { return filepath.Join(r.Store.PodDir(id), "ns") }
+
 // cniDel runs the pod's CNI DEL. A failed DEL keeps the result cache for
 // the DEL that retries it, except with force: the pod's record goes then,
 // and no retry will come for the entry.
@@ -735,7 +742,7 @@ func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, force bool) error 
 	if a.NetNS == "" && pod.Network == string(spec.ModePod) {
 		// A runp that crashed before its last save pinned the network
 		// here without recording it.
-		a.NetNS = filepath.Join(r.Store.PodDir(pod.ID), "ns", "net")
+		a.NetNS = nsutil.PinPath(r.pinDir(pod.ID), "net")
 	}
 	if !nsutil.IsNSFS(a.NetNS) {
 		a.NetNS = "" // gone: plugins must still release what they hold
