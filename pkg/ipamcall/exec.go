@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -18,12 +19,13 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 )
 
-// find looks typ up in CNI_PATH, as the spec says a delegate is found.
-func find(typ string, code uint) (string, error) {
+// find looks typ up in cniPath (CNI_PATH), as the spec says a delegate is
+// found.
+func find(typ, cniPath string, code uint) (string, error) {
 	if typ == "" || strings.ContainsAny(typ, "/\x00") || typ == "." || typ == ".." {
 		return "", types.NewError(code, fmt.Sprintf("ipam plugin %q: not a plugin name", typ), "")
 	}
-	paths := filepath.SplitList(os.Getenv("CNI_PATH"))
+	paths := filepath.SplitList(cniPath)
 	for _, dir := range paths {
 		if dir == "" {
 			continue
@@ -36,22 +38,38 @@ func find(typ string, code uint) (string, error) {
 	return "", types.NewError(code, fmt.Sprintf("ipam plugin %q: not found in CNI_PATH %v", typ, paths), "looked in CNI_PATH")
 }
 
-// run execs the plugin with CNI_COMMAND=verb, the rest of our CNI_*
-// environment, and the network config on stdin. A failing plugin's error
+// cniVars are the variables a delegate gets from args rather than from this
+// process's environment, which has none of them when the plugin runs
+// in-process in a runtime (cniplugin.Invoke).
+var cniVars = []string{"CNI_COMMAND=", "CNI_CONTAINERID=", "CNI_NETNS=", "CNI_IFNAME=", "CNI_ARGS=", "CNI_PATH=", "CNI_NETNS_OVERRIDE="}
+
+// delegateEnv is the environment of a delegate running verb for args: ours,
+// with the CNI variables taken from args.
+func delegateEnv(verb string, args *skel.CmdArgs) []string {
+	env := make([]string, 0, len(os.Environ())+len(cniVars))
+	for _, kv := range os.Environ() {
+		if !slices.ContainsFunc(cniVars, func(v string) bool { return strings.HasPrefix(kv, v) }) {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "CNI_COMMAND="+verb, "CNI_CONTAINERID="+args.ContainerID, "CNI_NETNS="+args.Netns,
+		"CNI_IFNAME="+args.IfName, "CNI_ARGS="+args.Args, "CNI_PATH="+args.Path)
+	if args.NetnsOverride != "" {
+		env = append(env, "CNI_NETNS_OVERRIDE="+args.NetnsOverride)
+	}
+	return env
+}
+
+// run execs the plugin with CNI_COMMAND=verb, the other CNI variables of
+// args, and the network config on stdin. A failing plugin's error
 // JSON comes back as a *types.Error with its own code.
 func run(ctx context.Context, typ, verb string, args *skel.CmdArgs, findCode uint) ([]byte, error) {
-	path, err := find(typ, findCode)
+	path, err := find(typ, args.Path, findCode)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, path)
-	env := make([]string, 0, len(os.Environ())+1)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CNI_COMMAND=") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "CNI_COMMAND="+verb)
+	cmd.Env = delegateEnv(verb, args)
 	cmd.Stdin = bytes.NewReader(args.StdinData)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout

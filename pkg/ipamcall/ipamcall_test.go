@@ -19,11 +19,7 @@ import (
 // A missing exec'd IPAM is a config error for ADD/DEL/CHECK/GC and "not
 // available" for STATUS, and names the plugin.
 func TestMissingPlugin(t *testing.T) {
-	t.Setenv("CNI_PATH", t.TempDir())
-	t.Setenv("CNI_CONTAINERID", "c1")
-	t.Setenv("CNI_IFNAME", "eth0")
-	t.Setenv("CNI_NETNS", "")
-	args := &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0","name":"n","type":"podns","ipam":{"type":"nope"}}`)}
+	args := &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", Path: t.TempDir(), StdinData: []byte(`{"cniVersion":"1.1.0","name":"n","type":"podns","ipam":{"type":"nope"}}`)}
 	ctx := context.Background()
 	code := func(err error) uint {
 		var te *types.Error
@@ -46,11 +42,10 @@ func TestMissingPlugin(t *testing.T) {
 // podns-ipam is served in-process: with an empty CNI_PATH an invalid
 // podns-ipam config still reaches pkg/ipam and gets its config error.
 func TestInProcessDispatch(t *testing.T) {
-	t.Setenv("CNI_PATH", t.TempDir())
 	if inProcess == nil {
 		t.Fatal("pkg/ipam is not linked in")
 	}
-	args := &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0","name":"n","type":"podns","ipam":{"type":"podns-ipam","dataDir":"` + t.TempDir() + `","ranges":[[{"subnet":"10.300.0.0/24"}]]}}`)}
+	args := &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", Path: t.TempDir(), StdinData: []byte(`{"cniVersion":"1.1.0","name":"n","type":"podns","ipam":{"type":"podns-ipam","dataDir":"` + t.TempDir() + `","ranges":[[{"subnet":"10.300.0.0/24"}]]}}`)}
 	_, err := Add(context.Background(), InProcessType, args)
 	var te *types.Error
 	if !errors.As(err, &te) || te.Code != types.ErrInvalidNetworkConfig {
@@ -62,31 +57,36 @@ func TestInProcessDispatch(t *testing.T) {
 const refHostLocal = "/usr/local/lib/cni-v1.10.0"
 
 // A foreign IPAM is exec'd with the CNI protocol: its result is decoded
-// into a current result, its error JSON comes back with its own code.
+// into a current result, its error JSON comes back with its own code. Its
+// CNI variables come from the call's arguments, never from this process's
+// environment: a runtime running podns in-process (cniplugin.Invoke) has
+// none, or other ones.
 func TestExecHostLocal(t *testing.T) {
 	testutil.RequireRoot(t)
 	if _, err := os.Stat(filepath.Join(refHostLocal, "host-local")); err != nil {
 		t.Skipf("reference host-local not installed (hack/deps.sh): %v", err)
 	}
-	t.Setenv("CNI_PATH", t.TempDir()+":"+refHostLocal)
-	t.Setenv("CNI_CONTAINERID", "c1")
-	t.Setenv("CNI_IFNAME", "eth0")
-	t.Setenv("CNI_NETNS", "/var/run/netns/none")
-	t.Setenv("CNI_ARGS", "")
+	t.Setenv("CNI_PATH", t.TempDir())
+	t.Setenv("CNI_COMMAND", "VERSION")
+	t.Setenv("CNI_CONTAINERID", "other")
 	dir := t.TempDir()
 	conf := func(subnet string) *skel.CmdArgs {
-		return &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.0.0","name":"n` +
-			`","type":"podns","ipam":{"type":"host-local","dataDir":"` + dir + `","ranges":[[{"subnet":"` + subnet + `"}]]}}`)}
+		return &skel.CmdArgs{ContainerID: "c1", IfName: "eth0", Netns: "/var/run/netns/none",
+			Path: t.TempDir() + ":" + refHostLocal, StdinData: []byte(`{"cniVersion":"1.0.0","name":"n` +
+				`","type":"podns","ipam":{"type":"host-local","dataDir":"` + dir + `","ranges":[[{"subnet":"` + subnet + `"}]]}}`)}
 	}
 	ctx := context.Background()
 	args := conf("10.237.4.0/24")
-	t.Setenv("CNI_COMMAND", "ADD")
 	res, err := Add(ctx, "host-local", args)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.IPs) != 1 || res.IPs[0].Address.String() != "10.237.4.2/24" {
 		t.Fatalf("result %+v", res)
+	}
+	// host-local records the CNI_CONTAINERID and CNI_IFNAME it was given.
+	if b, err := os.ReadFile(filepath.Join(dir, "n", "10.237.4.2")); err != nil || strings.Fields(string(b))[0] != "c1" {
+		t.Fatalf("host-local's lease %q (%v): not the arguments' container id", b, err)
 	}
 	if ips, ok, err := Addrs("host-local", args); ok || err != nil || ips != nil {
 		t.Fatalf("Addrs of an exec'd IPAM: %v %v %v", ips, ok, err)
