@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -81,10 +82,11 @@ func (u undo) run(log *slog.Logger) {
 // Add is CNI ADD: veth into the pod, addresses from IPAM, routes, the host
 // side (bridge port or host routes), masquerade. All or nothing.
 func Add(args *skel.CmdArgs) error {
-	return toCNI(add(args))
+	return toCNI(add(args, os.Stdout))
 }
 
-func add(args *skel.CmdArgs) (err error) {
+// add runs ADD and writes the result to out.
+func add(args *skel.CmdArgs, out io.Writer) (err error) {
 	conf, err := netconf.Parse(args.StdinData)
 	if err != nil {
 		return err
@@ -401,7 +403,7 @@ func add(args *skel.CmdArgs) (err error) {
 	log.Info("ADD", "hostVeth", hostName, "ips", fmt.Sprint(podIPs), "mode", conf.Mode)
 	// The bytes types.PrintResult writes, without encoding/json building
 	// its reflection caches in a process that lives a few milliseconds.
-	return cniresult.Print(os.Stdout, result, conf.CNIVersion)
+	return cniresult.Print(out, result, conf.CNIVersion)
 }
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: no automatic IPv6 addresses.
