@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/podns/podns/pkg/cniplugin"
 	"github.com/podns/podns/sandbox/cni"
 	"github.com/podns/podns/sandbox/container"
 	"github.com/podns/podns/sandbox/nsutil"
@@ -71,6 +72,7 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 	cacheDir := gf.String("cni-cache-dir", os.Getenv("PODNS_CNI_CACHE_DIR"), "libcni result cache (default STATE-DIR/cni-cache)")
 	sandboxBin := gf.String("sandbox-bin", os.Getenv("PODNS_SANDBOX_BIN"), "podns-sandbox binary (default: next to podnsctl, then PATH)")
 	stopTimeout := gf.Duration("stop-timeout", 5*time.Second, "grace period between SIGTERM and SIGKILL")
+	inProcess := gf.Bool("cni-in-process", envOr("PODNS_CNI_IN_PROCESS", "1") != "0", "run the podns plugin's ADD and DEL in podnsctl instead of exec'ing it (env PODNS_CNI_IN_PROCESS=0: exec)")
 	gf.Usage = func() { fmt.Fprint(errOut, usage); gf.PrintDefaults() }
 	if err := gf.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -101,6 +103,11 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 			CNICacheDir: *cacheDir, SandboxBin: findSandbox(*sandboxBin), StopTimeout: *stopTimeout,
 		},
 		in: in, out: out, errOut: errOut,
+	}
+	if *inProcess {
+		// podnsctl ships with podns: its plugin runs here, two process
+		// starts fewer per pod, as podns runs podns-ipam in-process.
+		a.rt.CNIInProcess = map[string]cni.InProcessPlugin{"podns": cniplugin.Invoke}
 	}
 	cmds := map[string]func([]string) (int, error){
 		"runp": a.runp, "run": a.run, "create": a.create, "start": a.start,
@@ -327,7 +334,7 @@ func (a *app) exec(args []string) (int, error) {
 }
 
 func (a *app) stopp(args []string) (int, error) {
-	nsutil.WarmExec() // its first exec is the CNI DEL
+	a.warmDel()
 	if len(args) == 0 {
 		return 2, errors.New("usage: podnsctl stopp POD...")
 	}
@@ -342,7 +349,7 @@ func (a *app) stopp(args []string) (int, error) {
 }
 
 func (a *app) rmp(args []string) (int, error) {
-	nsutil.WarmExec() // its first exec is the CNI DEL
+	a.warmDel()
 	fs := newFlags("rmp")
 	force := fs.Bool("f", false, "remove even if CNI DEL fails")
 	all := fs.Bool("a", false, "remove every pod")
@@ -369,6 +376,16 @@ func (a *app) rmp(args []string) (int, error) {
 		fmt.Fprintf(a.out, "removed pod %s\n", p.ID)
 	}
 	return 0, nil
+}
+
+// warmDel readies the CNI DEL to come: the in-process podns plugin's
+// finisher starts, and the runtime's one-time exec check is made for the
+// plugins that are exec'd.
+func (a *app) warmDel() {
+	if a.rt.CNIInProcess["podns"] != nil {
+		cniplugin.WarmDel()
+	}
+	nsutil.WarmExec()
 }
 
 func (a *app) gc(args []string) (int, error) {

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/types/create"
@@ -196,7 +197,16 @@ func Parse(data []byte) (*List, error) {
 type Client struct {
 	BinDirs  []string
 	CacheDir string
+	// InProcess serves the ADD and DEL of the plugin types it names in
+	// this process instead of exec'ing them (podnsctl runs its own podns
+	// plugin so). The plugin must still be installed in BinDirs, so a
+	// chain works the same with and without the entry.
+	InProcess map[string]InProcessPlugin
 }
+
+// InProcessPlugin runs verb ("ADD" or "DEL") for args, writes ADD's result
+// to out and fails with the *types.Error an exec'd plugin would print.
+type InProcessPlugin func(verb string, args *skel.CmdArgs, out io.Writer) error
 
 // Attachment is what identifies one pod on the network.
 type Attachment struct {
@@ -388,8 +398,9 @@ func pluginConf(list *List, p *Plugin, prev json.RawMessage, caps map[string]any
 	return json.Marshal(m)
 }
 
-// run execs one plugin with the CNI environment and conf on stdin and
-// returns its stdout; a failure comes back as the plugin's CNI error.
+// run execs one plugin with the CNI environment and conf on stdin (or calls
+// it in-process, see Client.InProcess) and returns its stdout; a failure
+// comes back as the plugin's CNI error.
 func (c *Client) run(ctx context.Context, command string, p *Plugin, conf []byte, a *Attachment) ([]byte, error) {
 	path, err := c.find(p.Type)
 	if err != nil {
@@ -399,13 +410,25 @@ func (c *Client) run(ctx context.Context, command string, p *Plugin, conf []byte
 	for _, kv := range a.cniArgs() {
 		args = append(args, kv[0]+"="+kv[1])
 	}
+	cniPath := strings.Join(c.BinDirs, string(os.PathListSeparator))
+	if in := c.InProcess[p.Type]; in != nil && (command == "ADD" || command == "DEL") {
+		var stdout bytes.Buffer
+		err := in(command, &skel.CmdArgs{
+			ContainerID: a.PodID, Netns: a.NetNS, IfName: IfName,
+			Args: strings.Join(args, ";"), Path: cniPath, StdinData: conf,
+		}, &stdout)
+		if err != nil {
+			return nil, err
+		}
+		return stdout.Bytes(), nil
+	}
 	env := append(os.Environ(),
 		"CNI_COMMAND="+command,
 		"CNI_CONTAINERID="+a.PodID,
 		"CNI_NETNS="+a.NetNS,
 		"CNI_ARGS="+strings.Join(args, ";"),
 		"CNI_IFNAME="+IfName,
-		"CNI_PATH="+strings.Join(c.BinDirs, string(os.PathListSeparator)),
+		"CNI_PATH="+cniPath,
 	)
 	for try := 0; ; try++ {
 		var stdout, stderr bytes.Buffer

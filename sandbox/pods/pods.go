@@ -50,8 +50,10 @@ type Runtime struct {
 	CNIConfDir  string
 	CNIBinDirs  []string
 	CNICacheDir string
-	SandboxBin  string // the podns-sandbox binary
-	StopTimeout time.Duration
+	// CNIInProcess are plugin types run in this process (cni.Client).
+	CNIInProcess map[string]cni.InProcessPlugin
+	SandboxBin   string // the podns-sandbox binary
+	StopTimeout  time.Duration
 }
 
 func newID() string {
@@ -92,7 +94,7 @@ func indexOf(s []string, v string) int {
 }
 
 func (r *Runtime) cniClient() *cni.Client {
-	return &cni.Client{BinDirs: r.CNIBinDirs, CacheDir: r.CNICacheDir}
+	return &cni.Client{BinDirs: r.CNIBinDirs, CacheDir: r.CNICacheDir, InProcess: r.CNIInProcess}
 }
 
 // RunPod creates a pod and returns its record. On any failure everything

@@ -3,6 +3,8 @@
 package sandbox_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,5 +37,46 @@ func TestPodsOnPodnsPlugin(t *testing.T) {
 		t.Fatalf("%d IPAM allocations after gc, want 1 (pod a)", got)
 	}
 	e.must("rmp", a)
+	e.assertClean()
+}
+
+// TestPodnsPluginInProcessAndExec: podnsctl runs the podns plugin's ADD and
+// DEL in-process by default and exec's it with PODNS_CNI_IN_PROCESS=0; pods
+// made either way reach each other, either DEL undoes either ADD, and
+// nothing is left. In-process still needs podns installed in the bin dirs,
+// so a chain behaves the same both ways.
+func TestPodnsPluginInProcessAndExec(t *testing.T) {
+	e := newEnv(t, envOpts{podns: true})
+	a := e.runp(podYAML("ina", ""))
+	t.Setenv("PODNS_CNI_IN_PROCESS", "0")
+	b := e.runp(podYAML("inb", ""))
+	e.runD(a, "s", "sleep", "3600")
+	e.runD(b, "s", "sleep", "3600")
+	for _, pair := range [][2]string{{a, b}, {b, a}} {
+		to := strings.Split(e.pod(pair[1]).IPs[0], "/")[0]
+		if !strings.HasPrefix(to, e.subnet+".") {
+			t.Fatalf("pod address %s not from %s.0/24", to, e.subnet)
+		}
+		if out, errOut, code := e.ctl("exec", pair[0]+"/s", "--", "ping", "-c", "1", "-W", "2", to); code != 0 {
+			t.Fatalf("ping %s: %s %s", to, out, errOut)
+		}
+	}
+	e.must("rmp", a) // exec'd DEL of an in-process ADD
+	t.Setenv("PODNS_CNI_IN_PROCESS", "1")
+	e.must("rmp", b) // and the other way round
+	if got := len(e.ipamAllocations()); got != 0 {
+		t.Fatalf("%d IPAM allocations left", got)
+	}
+	e.assertClean()
+
+	// Without podns in the bin dirs runp fails, in-process as exec'd.
+	e.binDirs = refPlugins
+	path := filepath.Join(t.TempDir(), "pod.yaml")
+	if err := os.WriteFile(path, []byte(podYAML("inc", "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := e.ctl("runp", path); code == 0 || !strings.Contains(errOut, `failed to find plugin "podns"`) {
+		t.Fatalf("runp without podns installed: exit %d, %q", code, errOut)
+	}
 	e.assertClean()
 }

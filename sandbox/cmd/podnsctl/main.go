@@ -7,9 +7,15 @@ package main
 import (
 	"os"
 
+	"github.com/podns/podns/pkg/finisher"
 	"github.com/podns/podns/sandbox/cli"
 )
 
 func main() {
+	// A CNI DEL of the podns plugin run in-process re-executes this binary
+	// to finish the kernel's slow part of the delete (pkg/finisher).
+	if len(os.Args) == 2 && os.Args[1] == finisher.Arg {
+		os.Exit(finisher.Main())
+	}
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
