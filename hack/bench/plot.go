@@ -62,7 +62,7 @@ func drawLatency(r *Report, out string) error {
 		for _, op := range []string{"ADD", "DEL"} {
 			var pts plotter.XYs
 			for _, pr := range r.Probes {
-				if pr.Scenario != 2 || pr.Op != op || pr.alone() {
+				if pr.Scenario != 2 || pr.Op != op || pr.alone() || pr.Group == sameWindowGroup {
 					continue
 				}
 				if s := pr.Stats[side]; s != nil && s.N > 0 && s.Median > 0 {

@@ -146,7 +146,7 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 	// packet of either side then pays for), which is fair for the ratios
 	// but not a measure of one plugin's growth.
 	for _, n := range g.nets {
-		if err := b.growAlone(n, pods[n], g.name+", own pods only"); err != nil {
+		if err := b.growAlone(n, pods[n], g.name+", own pods only", n.Impl.Side == "podns"); err != nil {
 			return err
 		}
 		b.teardown(n, pods[n])
@@ -160,7 +160,7 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 			continue
 		}
 		var rp []*Attachment
-		err := b.growAlone(n, &rp, routed.name+", own pods only")
+		err := b.growAlone(n, &rp, routed.name+", own pods only", false)
 		b.teardown(n, &rp)
 		if err != nil {
 			return err
@@ -200,11 +200,27 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 // kernel may still be tearing down the previous pass's netns), and podns,
 // whose probe costs ~12 ms a sample, takes three times the samples: with
 // 15 a level, its growth moved between 0.98x and 1.65x from run to run.
-func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string) error {
+//
+// With control, each filled level is also probed interleaved with a second
+// network of the same plugin whose bridge has no pods (sameWindowGroup):
+// the ratio of those two is the bridge's own growth, free of the drift in
+// machine load between levels, though not of what the node's other pods
+// cost both alike (routed mode, without a bridge, shows that part).
+func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string, control bool) error {
 	g := group{name: name, nets: []*Net{n}}
 	samples := b.cfg.ProbeSamples
 	if n.Impl.Side == "podns" {
 		samples *= 3
+	}
+	var same group
+	if control {
+		impl := n.Impl
+		impl.Side = emptyBridgeSide
+		ctl, err := b.network(impl, "ctl", true, "")
+		if err != nil {
+			return err
+		}
+		same = group{name: sameWindowGroup, nets: []*Net{n, ctl}}
 	}
 	for _, level := range b.cfg.Levels {
 		if level > 0 {
@@ -215,6 +231,11 @@ func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string) error {
 		b.settle(2*time.Second, 20*time.Second)
 		if err := b.probeAddDel(2, g, viaExec, level, samples); err != nil {
 			return err
+		}
+		if control && level > 0 {
+			if err := b.probeAddDel(2, same, viaExec, level, samples); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

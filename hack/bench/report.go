@@ -178,7 +178,7 @@ func (r *Report) tables() []table {
 			t.header = append(t.header, "Debian v1.1.1")
 		}
 		for _, p := range r.Probes {
-			if p.Scenario != sc {
+			if p.Scenario != sc || p.Group == sameWindowGroup { // a note below
 				continue
 			}
 			row := []string{p.Group, p.Via, p.Op, fmt.Sprint(p.Pods), cell(p.Stats["podns"]), cell(p.Stats["ref"]),
@@ -208,6 +208,9 @@ func (r *Report) tables() []table {
 					}
 					if g := r.growthIn(routedGroup, side, op, true); !math.IsNaN(g.x) {
 						t.notes = append(t.notes, fmt.Sprintf("podns routed mode + podns-ipam %s median grows %.2fx from %d to %d pods (its own pods only on the node).", op, g.x, g.from, g.to))
+					}
+					if x, pods, filled, empty := r.sameWindow(op); side == "podns" && !math.IsNaN(x) {
+						t.notes = append(t.notes, fmt.Sprintf("same window: podns %s %s ms on its bridge with %d pods against %s ms on an empty podns bridge, interleaved: %.2fx (the bridge's own growth, without the drift in load between levels).", op, f1(filled), pods, f1(empty), x))
 					}
 				}
 			}
@@ -414,7 +417,26 @@ type growth struct {
 const (
 	bridgeGroup = "bridge+ipMasq"
 	routedGroup = "routed+ipMasq"
+	// sameWindowGroup probes podns's filled bridge network interleaved with
+	// one of the same plugin whose bridge is empty (side emptyBridgeSide).
+	sameWindowGroup = "same window: podns bridge with its pods vs an empty podns bridge"
+	emptyBridgeSide = "podns-empty"
 )
+
+// sameWindow is podns's growth at the most pods measured against an empty
+// bridge in the same window: filled and empty medians and their ratio.
+func (r *Report) sameWindow(op string) (x float64, pods int, filled, empty float64) {
+	x = math.NaN()
+	for i := range r.Probes {
+		p := &r.Probes[i]
+		if p.Scenario != 2 || p.Group != sameWindowGroup || p.Op != op || p.Stats["podns"] == nil || p.Stats[emptyBridgeSide] == nil || p.Pods < pods {
+			continue
+		}
+		pods, filled, empty = p.Pods, med(p.Stats["podns"]), med(p.Stats[emptyBridgeSide])
+		x = ratio(filled, empty)
+	}
+	return x, pods, filled, empty
+}
 
 // growth compares a side's scenario-2 bridge median at the most pods with
 // 0 pods.
@@ -492,6 +514,9 @@ func (r *Report) checkTargets() {
 		}
 		if rt := r.growthIn(routedGroup, "podns", op, true); !math.IsNaN(rt.x) {
 			got += fmt.Sprintf("; routed mode %.2fx", rt.x)
+		}
+		if x, _, _, _ := r.sameWindow(op); !math.IsNaN(x) {
+			got += fmt.Sprintf("; bridge vs an empty one in the same window %.2fx", x)
 		}
 		add(fmt.Sprintf("podns %s growth %d -> %d pods", op, g.from, g.to), "<= 1.25x", got, b(g.x <= 1.25))
 	}
