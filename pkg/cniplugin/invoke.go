@@ -78,9 +78,14 @@ type warmChild struct {
 // WarmDel starts DEL's finisher in the background now, for a caller about
 // to run an in-process DEL (podnsctl rmp): the child's process start then
 // overlaps the caller's work up to the DEL rather than the DEL's own, as
-// plugins/podns starts it before skel reads anything. The next
-// Invoke("DEL") takes it; one that no DEL takes exits with this process.
-func WarmDel() {
+// plugins/podns starts it before skel reads anything. The child runs from
+// exe, the podns plugin binary (finisher.StartExe), or from this process's
+// own binary when exe is empty. The next Invoke("DEL") takes it; one that
+// no DEL takes exits with this process.
+func WarmDel(exe string) {
+	if exe == "" {
+		exe = "/proc/self/exe"
+	}
 	warm.Lock()
 	defer warm.Unlock()
 	if warm.started != nil {
@@ -89,7 +94,7 @@ func WarmDel() {
 	ch := make(chan warmChild, 1)
 	warm.started = ch
 	go func() {
-		fin, err := finisher.Start()
+		fin, err := finisher.StartExe(exe)
 		ch <- warmChild{fin, err}
 	}()
 }

@@ -123,7 +123,7 @@ func TestInvokeAddDel(t *testing.T) {
 		t.Fatalf("ADD moved the caller's thread to another netns (%v)", err)
 	}
 
-	WarmDel()
+	WarmDel("")
 	var warmPid int
 	for deadline := time.Now().Add(5 * time.Second); warmPid == 0; time.Sleep(time.Millisecond) {
 		if kids := finisher.Children(os.Getpid()); len(kids) == 1 {

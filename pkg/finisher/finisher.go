@@ -67,7 +67,14 @@ type Child struct {
 // support with a throw-away fork, opens /dev/null once per standard
 // descriptor and needs a thread blocked in wait; here one /dev/null serves
 // all three and the child is reaped through its pidfd by the netpoller.
-func Start() (*Child, error) {
+func Start() (*Child, error) { return StartExe("/proc/self/exe") }
+
+// StartExe is Start with the child run from exe, another binary that hands
+// Arg to Main (the podns plugin): a caller whose own binary starts slower
+// than the plugin's (podnsctl, whose package init is heavier) uses it. A
+// binary that does not speak the protocol exits without deleting anything,
+// and Finish then deletes the link itself.
+func StartExe(exe string) (*Child, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("finisher socketpair: %w", err)
@@ -82,7 +89,7 @@ func Start() (*Child, error) {
 	}
 	defer unix.Close(null)
 	pidfd := -1
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"/proc/self/exe", Arg}, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(exe, []string{exe, Arg}, &syscall.ProcAttr{
 		// One P and no GC: the child makes a few syscalls and exits.
 		Env:   []string{"GOMAXPROCS=1", "GOGC=off"},
 		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(fds[1])}, // socket is fd 3

@@ -383,7 +383,10 @@ func (a *app) rmp(args []string) (int, error) {
 // plugins that are exec'd.
 func (a *app) warmDel() {
 	if a.rt.CNIInProcess["podns"] != nil {
-		cniplugin.WarmDel()
+		// The installed plugin binary starts faster than podnsctl would
+		// (its package init is lighter); without it, podnsctl plays it.
+		exe, _ := a.rt.CNIPluginPath("podns")
+		cniplugin.WarmDel(exe)
 	}
 	nsutil.WarmExec()
 }

@@ -402,7 +402,7 @@ func pluginConf(list *List, p *Plugin, prev json.RawMessage, caps map[string]any
 // it in-process, see Client.InProcess) and returns its stdout; a failure
 // comes back as the plugin's CNI error.
 func (c *Client) run(ctx context.Context, command string, p *Plugin, conf []byte, a *Attachment) ([]byte, error) {
-	path, err := c.find(p.Type)
+	path, err := c.Find(p.Type)
 	if err != nil {
 		return nil, err
 	}
@@ -462,8 +462,8 @@ func pluginError(err error, stdout, stderr []byte) error {
 	return e
 }
 
-// find looks a plugin up in BinDirs, first match wins.
-func (c *Client) find(plugin string) (string, error) {
+// Find looks a plugin up in BinDirs, first match wins.
+func (c *Client) Find(plugin string) (string, error) {
 	if plugin == "" || strings.ContainsRune(plugin, os.PathSeparator) {
 		return "", fmt.Errorf("invalid plugin name %q", plugin)
 	}

@@ -93,6 +93,9 @@ func indexOf(s []string, v string) int {
 	return -1
 }
 
+// CNIPluginPath is where the CNI bin dirs hold plugin (the first match).
+func (r *Runtime) CNIPluginPath(plugin string) (string, error) { return r.cniClient().Find(plugin) }
+
 func (r *Runtime) cniClient() *cni.Client {
 	return &cni.Client{BinDirs: r.CNIBinDirs, CacheDir: r.CNICacheDir, InProcess: r.CNIInProcess}
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/yaml"
 
@@ -162,10 +163,16 @@ func ReadFile(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
+// Compiled on first use: podnsctl commands that parse no config (rmp,
+// stopp, ps...) need neither.
 var (
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	dnsLabel = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	})
 	// sysctl names as the kubelet accepts them, with dots or slashes.
-	sysctlName = regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
+	sysctlName = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
+	})
 )
 
 // Pod is a parsed and validated pod config.
@@ -186,10 +193,10 @@ func ParsePod(data []byte) (*Pod, error) {
 	if md.GetName() == "" {
 		return nil, fmt.Errorf("invalid pod config: metadata.name is required")
 	}
-	if len(md.GetName()) > 253 || !dnsLabel.MatchString(md.GetName()) {
+	if len(md.GetName()) > 253 || !dnsLabel().MatchString(md.GetName()) {
 		return nil, fmt.Errorf("invalid pod config: metadata.name %q is not a DNS subdomain", md.GetName())
 	}
-	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || !dnsLabel.MatchString(h)) {
+	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || !dnsLabel().MatchString(h)) {
 		return nil, fmt.Errorf("invalid pod config: hostname %q is not a valid host name", h)
 	}
 	p := &Pod{Config: cfg, Sysctls: map[string]string{}}
@@ -216,7 +223,7 @@ func ParsePod(data []byte) (*Pod, error) {
 	}
 	for k, v := range cfg.GetLinux().GetSysctls() {
 		name := dottedSysctl(k)
-		if !sysctlName.MatchString(k) {
+		if !sysctlName().MatchString(k) {
 			return nil, fmt.Errorf("invalid pod config: sysctl name %q", k)
 		}
 		if !namespacedSysctl(name) {
@@ -290,7 +297,7 @@ func ValidateContainer(cfg *runtimeapi.ContainerConfig) error {
 	if name == "" {
 		return fmt.Errorf("invalid container config: metadata.name is required")
 	}
-	if len(name) > 63 || !dnsLabel.MatchString(name) || strings.Contains(name, ".") {
+	if len(name) > 63 || !dnsLabel().MatchString(name) || strings.Contains(name, ".") {
 		return fmt.Errorf("invalid container config: metadata.name %q is not a DNS label", name)
 	}
 	if len(cfg.GetCommand())+len(cfg.GetArgs()) == 0 {
