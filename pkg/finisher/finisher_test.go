@@ -161,6 +161,25 @@ func TestDeleteLinkChildGone(t *testing.T) {
 	}
 }
 
+// TestStartExeForeignBinary: a child binary that does not speak the
+// protocol (an older plugin, or any program) exits without deleting
+// anything, and DeleteLink deletes the link itself.
+func TestStartExeForeignBinary(t *testing.T) {
+	testutil.RequireRoot(t)
+	idx, _, host := vethToNS(t)
+	c, err := StartExe("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteLink(idx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Fatalf("%s still there", host)
+	}
+	waitExit(t, c)
+}
+
 // TestCancel: a child with nothing to do exits at once, is reaped (no
 // zombie: its /proc entry goes) and no finisher child of ours is left.
 func TestCancel(t *testing.T) {
