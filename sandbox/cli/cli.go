@@ -108,6 +108,13 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 		// podnsctl ships with podns: its plugin runs here, two process
 		// starts fewer per pod, as podns runs podns-ipam in-process.
 		a.rt.CNIInProcess = map[string]cni.InProcessPlugin{"podns": cniplugin.Invoke}
+		a.rt.WarmCNIDel = func() {
+			// The installed plugin binary starts faster than podnsctl
+			// would (its package init is lighter); without it, podnsctl
+			// plays the finisher itself.
+			exe, _ := a.rt.CNIPluginPath("podns")
+			cniplugin.WarmDel(exe)
+		}
 	}
 	cmds := map[string]func([]string) (int, error){
 		"runp": a.runp, "run": a.run, "create": a.create, "start": a.start,
@@ -334,7 +341,7 @@ func (a *app) exec(args []string) (int, error) {
 }
 
 func (a *app) stopp(args []string) (int, error) {
-	a.warmDel()
+	nsutil.WarmExec() // its first exec may be a CNI DEL's plugin
 	if len(args) == 0 {
 		return 2, errors.New("usage: podnsctl stopp POD...")
 	}
@@ -349,7 +356,7 @@ func (a *app) stopp(args []string) (int, error) {
 }
 
 func (a *app) rmp(args []string) (int, error) {
-	a.warmDel()
+	nsutil.WarmExec() // its first exec may be a CNI DEL's plugin
 	fs := newFlags("rmp")
 	force := fs.Bool("f", false, "remove even if CNI DEL fails")
 	all := fs.Bool("a", false, "remove every pod")
@@ -376,19 +383,6 @@ func (a *app) rmp(args []string) (int, error) {
 		fmt.Fprintf(a.out, "removed pod %s\n", p.ID)
 	}
 	return 0, nil
-}
-
-// warmDel readies the CNI DEL to come: the in-process podns plugin's
-// finisher starts, and the runtime's one-time exec check is made for the
-// plugins that are exec'd.
-func (a *app) warmDel() {
-	if a.rt.CNIInProcess["podns"] != nil {
-		// The installed plugin binary starts faster than podnsctl would
-		// (its package init is lighter); without it, podnsctl plays it.
-		exe, _ := a.rt.CNIPluginPath("podns")
-		cniplugin.WarmDel(exe)
-	}
-	nsutil.WarmExec()
 }
 
 func (a *app) gc(args []string) (int, error) {

@@ -52,8 +52,13 @@ type Runtime struct {
 	CNICacheDir string
 	// CNIInProcess are plugin types run in this process (cni.Client).
 	CNIInProcess map[string]cni.InProcessPlugin
-	SandboxBin   string // the podns-sandbox binary
-	StopTimeout  time.Duration
+	// WarmCNIDel, when set, is called as a teardown begins whose CNI DEL
+	// will run a plugin of CNIInProcess, so that plugin can start what its
+	// DEL needs (the podns plugin's finisher) while the pod's processes
+	// are stopped.
+	WarmCNIDel  func()
+	SandboxBin  string // the podns-sandbox binary
+	StopTimeout time.Duration
 }
 
 func newID() string {
@@ -591,6 +596,14 @@ func (r *Runtime) removeState(pod *state.Pod) error {
 // record is saved when keep is set or something failed (so a later rmp or
 // gc knows what is left); a caller about to delete the state skips it.
 func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool) error {
+	var (
+		list    *cni.List
+		listErr error
+	)
+	if pod.CNIAdded {
+		list, listErr = r.savedNetwork(pod)
+		r.warmDel(list)
+	}
 	// Containers get their grace periods side by side, as the kubelet does.
 	ctrs, _ := r.Store.Containers(pod.ID)
 	var wg sync.WaitGroup
@@ -611,7 +624,7 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	go func() {
 		defer close(delDone)
 		if pod.CNIAdded {
-			delErr = r.cniDel(ctx, pod, force)
+			delErr = r.cniDel(ctx, pod, list, listErr, force)
 		}
 	}()
 	// Whatever else is inside the pod's own namespaces goes too, found in
@@ -724,14 +737,34 @@ func (r *Runtime) pinDir(id string) string { return filepath.Join(r.Store.PodDir
 // cniDel runs the pod's CNI DEL. A failed DEL keeps the result cache for
 // the DEL that retries it, except with force: the pod's record goes then,
 // and no retry will come for the entry.
-func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, force bool) error {
+// savedNetwork is the network list the pod was attached with.
+func (r *Runtime) savedNetwork(pod *state.Pod) (*cni.List, error) {
 	data, err := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "network.conflist"))
 	if err != nil {
-		return fmt.Errorf("pod %s: saved network config: %w", pod.ID, err)
+		return nil, fmt.Errorf("pod %s: saved network config: %w", pod.ID, err)
 	}
-	list, err := cni.Parse(data)
-	if err != nil {
-		return err
+	return cni.Parse(data)
+}
+
+// warmDel calls WarmCNIDel when the pod's chain has a plugin run in this
+// process, so what its DEL needs starts while the pod's processes stop.
+func (r *Runtime) warmDel(list *cni.List) {
+	if list == nil || r.WarmCNIDel == nil {
+		return
+	}
+	for _, p := range list.Plugins {
+		if r.CNIInProcess[p.Type] != nil {
+			r.WarmCNIDel()
+			return
+		}
+	}
+}
+
+// cniDel runs the CNI DEL of list (or fails with listErr, why it could not
+// be read).
+func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, list *cni.List, listErr error, force bool) error {
+	if listErr != nil {
+		return listErr
 	}
 	// The record holds the config podnsctl validated and wrote itself; the
 	// DEL needs only what becomes capabilities.
@@ -753,7 +786,7 @@ func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, force bool) error 
 		a.NetNS = "" // gone: plugins must still release what they hold
 	}
 	c := r.cniClient()
-	err = c.Del(ctx, list, a)
+	err := c.Del(ctx, list, a)
 	if err != nil && force {
 		c.Forget(list, a)
 	}

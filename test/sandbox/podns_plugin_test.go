@@ -4,6 +4,7 @@ package sandbox_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,4 +80,64 @@ func TestPodnsPluginInProcessAndExec(t *testing.T) {
 		t.Fatalf("runp without podns installed: exit %d, %q", code, errOut)
 	}
 	e.assertClean()
+}
+
+// execsOf runs podnsctl under strace and returns the base names of the
+// programs it and its children exec'd (-b execve lets long-lived children go).
+func execsOf(t *testing.T, e *env, args ...string) []string {
+	t.Helper()
+	trace := filepath.Join(t.TempDir(), "trace")
+	full := append([]string{"-f", "-qq", "-b", "execve", "-e", "trace=execve", "-o", trace, filepath.Join(e.bin, "podnsctl"),
+		"--state-dir", e.state, "--cni-conf-dir", e.confDir, "--cni-bin-dir", e.binDirs, "--stop-timeout", "1s"}, args...)
+	if out, err := exec.Command("strace", full...).CombinedOutput(); err != nil {
+		t.Fatalf("podnsctl %v under strace: %v\n%s", args, err, out)
+	}
+	data, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progs []string
+	for _, l := range strings.Split(string(data), "\n") {
+		i := strings.Index(l, `execve("`)
+		if i < 0 || strings.Contains(l, "ENOENT") {
+			continue
+		}
+		prog := l[i+len(`execve("`):]
+		progs = append(progs, filepath.Base(prog[:strings.IndexByte(prog, '"')]))
+	}
+	return progs
+}
+
+func count(list []string, v string) int {
+	n := 0
+	for _, x := range list {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// TestPodnsFinisherOnlyWhenNeeded: the in-process DEL's finisher (the podns
+// binary re-executed) starts only for a teardown that runs a DEL of a chain
+// with podns in it: once for stopp, not for the rmp of the stopped pod, and
+// never for a pod on another chain.
+func TestPodnsFinisherOnlyWhenNeeded(t *testing.T) {
+	e := newEnv(t, envOpts{podns: true})
+	id := e.runp(podYAML("fa", ""))
+	if got := count(execsOf(t, e, "stopp", id), "podns"); got != 1 {
+		t.Fatalf("stopp exec'd podns %d times, want 1 (the DEL's finisher)", got)
+	}
+	if got := count(execsOf(t, e, "rmp", id), "podns"); got != 0 {
+		t.Fatalf("rmp of a stopped pod exec'd podns %d times, want 0", got)
+	}
+	e.assertClean()
+
+	ref := newEnv(t, envOpts{})
+	ref.binDirs = e.bin + ":" + ref.binDirs // podns installed, but not in the chain
+	id = ref.runp(podYAML("fb", ""))
+	if got := execsOf(t, ref, "rmp", id); count(got, "podns") != 0 || count(got, "bridge") != 1 {
+		t.Fatalf("rmp of a pod on the reference bridge exec'd %v, want bridge and no podns", got)
+	}
+	ref.assertClean()
 }
