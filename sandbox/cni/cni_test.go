@@ -3,12 +3,17 @@ package cni
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
 
 	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 )
@@ -232,5 +237,83 @@ func TestCachedResultConverted(t *testing.T) {
 	}
 	if _, err := os.Stat(c.cacheFile(older, attachment())); err == nil {
 		t.Fatal("bad cache entry kept")
+	}
+}
+
+// TestInProcessPlugin: a plugin type in Client.InProcess is called in this
+// process for ADD and DEL with what an exec'd one gets in its environment
+// and on stdin; its result chains into the next (exec'd) plugin and is
+// cached; its CNI error comes back with its code; it must still be
+// installed.
+func TestInProcessPlugin(t *testing.T) {
+	bin, rec := setup(t)
+	list, err := Parse([]byte(listJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type call struct {
+		verb string
+		args skel.CmdArgs
+		conf map[string]any
+	}
+	var got []call
+	inproc := func(verb string, args *skel.CmdArgs, out io.Writer) error {
+		var conf map[string]any
+		if err := json.Unmarshal(args.StdinData, &conf); err != nil {
+			t.Fatalf("in-process stdin: %v", err)
+		}
+		got = append(got, call{verb, *args, conf})
+		if verb == "ADD" {
+			_, err := io.WriteString(out, `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.9.8.7/24","interface":0}]}`)
+			return err
+		}
+		return nil
+	}
+	c := &Client{BinDirs: []string{t.TempDir(), bin}, CacheDir: t.TempDir(), InProcess: map[string]InProcessPlugin{"rec-a": inproc}}
+	ips, err := c.Add(context.Background(), list, attachment())
+	if err != nil || len(ips) != 1 || ips[0] != "10.1.2.3/24" { // rec-b's result is the chain's
+		t.Fatalf("add: %v %v", ips, err)
+	}
+	if len(got) != 1 || got[0].verb != "ADD" {
+		t.Fatalf("in-process calls %v", got)
+	}
+	want := skel.CmdArgs{ContainerID: "pod1", Netns: "/x/net", IfName: "eth0",
+		Args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=n;K8S_POD_INFRA_CONTAINER_ID=pod1;K8S_POD_UID=u",
+		Path: c.BinDirs[0] + ":" + bin}
+	a := got[0].args
+	a.StdinData = nil
+	if !reflect.DeepEqual(a, want) {
+		t.Fatalf("in-process args %+v, want %+v", a, want)
+	}
+	if conf := got[0].conf; conf["name"] != "net1" || conf["prevResult"] != nil || conf["runtimeConfig"].(map[string]any)["portMappings"] == nil {
+		t.Fatalf("in-process config %v", conf)
+	}
+	b := calls(t, rec)["ADD-rec-b"]
+	if prev, _ := json.Marshal(b["prevResult"]); !strings.Contains(string(prev), "10.9.8.7/24") {
+		t.Fatalf("rec-b's prevResult is not the in-process result: %s", prev)
+	}
+	if err := c.Del(context.Background(), list, attachment()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].verb != "DEL" || got[1].conf["prevResult"] == nil {
+		t.Fatalf("in-process DEL %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(rec, "2-DEL-rec-b.json")); err != nil {
+		t.Fatal("DEL did not run rec-b before the in-process rec-a")
+	}
+
+	// An in-process CNI error keeps its code.
+	c.InProcess["rec-a"] = func(string, *skel.CmdArgs, io.Writer) error {
+		return types.NewError(types.ErrTryAgainLater, "busy", "")
+	}
+	_, err = c.Add(context.Background(), list, attachment())
+	var te *types.Error
+	if !errors.As(err, &te) || te.Code != types.ErrTryAgainLater {
+		t.Fatalf("in-process error: %#v", err)
+	}
+	// Not installed: not run, in-process or not.
+	c.BinDirs = []string{t.TempDir()}
+	if _, err := c.Add(context.Background(), list, attachment()); err == nil || !strings.Contains(err.Error(), `failed to find plugin "rec-a"`) {
+		t.Fatalf("uninstalled in-process plugin: %v", err)
 	}
 }
