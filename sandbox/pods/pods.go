@@ -579,7 +579,7 @@ func (r *Runtime) removeState(pod *state.Pod) error {
 	// The files a pod without containers has are removed by name, half
 	// the syscalls of a tree walk; anything else there gets the walk.
 	dir := r.Store.PodDir(pod.ID)
-	for _, f := range []string{"pod.json", "network.conflist", "resolv.conf", "holder.log", "ns"} {
+	for _, f := range []string{state.PodFile, "network.conflist", "resolv.conf", "holder.log", "ns"} {
 		os.Remove(filepath.Join(dir, f))
 	}
 	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {

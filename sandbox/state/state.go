@@ -124,6 +124,9 @@ func (s *Store) Lock() (func(), error) {
 // PodDir is the directory of pod id.
 func (s *Store) PodDir(id string) string { return filepath.Join(s.Root, "pods", id) }
 
+// PodFile is the name of a pod's record in its PodDir.
+const PodFile = "pod.json"
+
 // ContainerDir is the directory of a container of a pod.
 func (s *Store) ContainerDir(podID, id string) string {
 	return filepath.Join(s.PodDir(podID), "containers", id)
@@ -154,7 +157,7 @@ func (s *Store) SavePod(p *Pod) error {
 	if err := os.Mkdir(s.PodDir(p.ID), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("pod dir: %w", err)
 	}
-	if err := writeJSON(filepath.Join(s.PodDir(p.ID), "pod.json"), p); err != nil {
+	if err := writeJSON(filepath.Join(s.PodDir(p.ID), PodFile), p); err != nil {
 		return fmt.Errorf("save pod %s: %w", p.ID, err)
 	}
 	return nil
@@ -173,7 +176,7 @@ func (s *Store) LoadPod(id string) (*Pod, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("invalid pod ID %q", id)
 	}
-	data, err := os.ReadFile(filepath.Join(s.PodDir(id), "pod.json"))
+	data, err := os.ReadFile(filepath.Join(s.PodDir(id), PodFile))
 	if err != nil {
 		return nil, err
 	}
