@@ -71,7 +71,7 @@ func main() {
 			// refused (or a script's exit trap) must not sweep its state.
 			unlock, err := tryLockRun()
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "bench cleanup:", err)
+				fmt.Fprintln(os.Stderr, "bench cleanup: not sweeping:", err)
 				return
 			}
 			sweepPrefix(namePrefix)
@@ -305,44 +305,42 @@ func setImpls(cfg *Config, r *Report, podnsDir, refDir, debDir string, selfCheck
 // lockRun keeps two benches from measuring each other. A run that is still
 // exiting (its processes and namespaces take a moment to go) is waited for,
 // up to two minutes.
-func lockRun() (func(), error) {
-	if err := os.MkdirAll(stateRoot, 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(filepath.Join(stateRoot, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for i := 0; ; i++ {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if i == 0 {
-			logf("waiting for another bench run to finish (%s)", f.Name())
-		}
-		if i >= 120 {
-			f.Close()
-			return nil, errors.New("another bench run holds " + f.Name())
-		}
-		time.Sleep(time.Second)
-	}
-}
+func lockRun() (func(), error) { return takeRunLock(true, 120) }
 
-// tryLockRun is lockRun without waiting.
-func tryLockRun() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(stateRoot, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if errors.Is(err, os.ErrNotExist) {
+// tryLockRun is lockRun without waiting, and without a lock file when no
+// run ever made one.
+func tryLockRun() (func(), error) { return takeRunLock(false, 0) }
+
+// takeRunLock flocks the run lock, retrying once a second up to waits
+// times; create makes the lock file when it is missing.
+func takeRunLock(create bool, waits int) (func(), error) {
+	flags := os.O_RDWR
+	if create {
+		if err := os.MkdirAll(stateRoot, 0o700); err != nil {
+			return nil, err
+		}
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(filepath.Join(stateRoot, "lock"), flags, 0o600)
+	if !create && errors.Is(err, os.ErrNotExist) {
 		return func() {}, nil // no run ever took it
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		return nil, errors.New("another bench run holds " + f.Name() + "; not sweeping")
+	for i := 0; ; i++ {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
+			return func() { f.Close() }, nil
+		}
+		if i >= waits {
+			f.Close()
+			return nil, errors.New("another bench run holds " + f.Name())
+		}
+		if i == 0 {
+			logf("waiting for another bench run to finish (%s)", f.Name())
+		}
+		time.Sleep(time.Second)
 	}
-	return func() { f.Close() }, nil
 }
 
 func repoRoot() string {
