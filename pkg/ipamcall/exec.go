@@ -11,12 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/podns/podns/pkg/cnienv"
 )
 
 // find looks typ up in cniPath (CNI_PATH), as the spec says a delegate is
@@ -38,28 +39,6 @@ func find(typ, cniPath string, code uint) (string, error) {
 	return "", types.NewError(code, fmt.Sprintf("ipam plugin %q: not found in CNI_PATH %v", typ, paths), "looked in CNI_PATH")
 }
 
-// cniVars are the variables a delegate gets from args rather than from this
-// process's environment, which has none of them when the plugin runs
-// in-process in a runtime (cniplugin.Invoke).
-var cniVars = []string{"CNI_COMMAND=", "CNI_CONTAINERID=", "CNI_NETNS=", "CNI_IFNAME=", "CNI_ARGS=", "CNI_PATH=", "CNI_NETNS_OVERRIDE="}
-
-// delegateEnv is the environment of a delegate running verb for args: ours,
-// with the CNI variables taken from args.
-func delegateEnv(verb string, args *skel.CmdArgs) []string {
-	env := make([]string, 0, len(os.Environ())+len(cniVars))
-	for _, kv := range os.Environ() {
-		if !slices.ContainsFunc(cniVars, func(v string) bool { return strings.HasPrefix(kv, v) }) {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "CNI_COMMAND="+verb, "CNI_CONTAINERID="+args.ContainerID, "CNI_NETNS="+args.Netns,
-		"CNI_IFNAME="+args.IfName, "CNI_ARGS="+args.Args, "CNI_PATH="+args.Path)
-	if args.NetnsOverride != "" {
-		env = append(env, "CNI_NETNS_OVERRIDE="+args.NetnsOverride)
-	}
-	return env
-}
-
 // run execs the plugin with CNI_COMMAND=verb, the other CNI variables of
 // args, and the network config on stdin. A failing plugin's error
 // JSON comes back as a *types.Error with its own code.
@@ -69,7 +48,7 @@ func run(ctx context.Context, typ, verb string, args *skel.CmdArgs, findCode uin
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, path)
-	cmd.Env = delegateEnv(verb, args)
+	cmd.Env = cnienv.For(verb, args)
 	cmd.Stdin = bytes.NewReader(args.StdinData)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout

@@ -35,6 +35,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/podns/podns/pkg/atomicfile"
+	"github.com/podns/podns/pkg/cnienv"
 	runtimeapi "github.com/podns/podns/sandbox/spec/cri"
 )
 
@@ -410,26 +411,18 @@ func (c *Client) run(ctx context.Context, command string, p *Plugin, conf []byte
 	for _, kv := range a.cniArgs() {
 		args = append(args, kv[0]+"="+kv[1])
 	}
-	cniPath := strings.Join(c.BinDirs, string(os.PathListSeparator))
+	cargs := &skel.CmdArgs{
+		ContainerID: a.PodID, Netns: a.NetNS, IfName: IfName,
+		Args: strings.Join(args, ";"), Path: strings.Join(c.BinDirs, string(os.PathListSeparator)), StdinData: conf,
+	}
 	if in := c.InProcess[p.Type]; in != nil && (command == "ADD" || command == "DEL") {
 		var stdout bytes.Buffer
-		err := in(command, &skel.CmdArgs{
-			ContainerID: a.PodID, Netns: a.NetNS, IfName: IfName,
-			Args: strings.Join(args, ";"), Path: cniPath, StdinData: conf,
-		}, &stdout)
-		if err != nil {
+		if err := in(command, cargs, &stdout); err != nil {
 			return nil, err
 		}
 		return stdout.Bytes(), nil
 	}
-	env := append(os.Environ(),
-		"CNI_COMMAND="+command,
-		"CNI_CONTAINERID="+a.PodID,
-		"CNI_NETNS="+a.NetNS,
-		"CNI_ARGS="+strings.Join(args, ";"),
-		"CNI_IFNAME="+IfName,
-		"CNI_PATH="+cniPath,
-	)
+	env := cnienv.For(command, cargs)
 	for try := 0; ; try++ {
 		var stdout, stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, path)
