@@ -64,8 +64,15 @@ func hostVeth(t *testing.T, args *skel.CmdArgs) string {
 	return name
 }
 
-// waitNoFinisher fails unless fin has exited and been reaped and no
-// finisher child of this process is left, within a bounded wait.
+// wantGone fails the test if link host is still there.
+func wantGone(t *testing.T, host string) {
+	t.Helper()
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Fatalf("%s still there when DEL returned", host)
+	}
+}
+
+// startFinisher starts a finisher child of this test binary (TestMain).
 func startFinisher(t *testing.T) *finisher.Child {
 	t.Helper()
 	fin, err := finisher.Start()
@@ -84,6 +91,8 @@ func wantFinisherExit(t *testing.T, fin *finisher.Child, want int, why string) {
 	}
 }
 
+// waitNoFinisher fails unless fin has exited and been reaped and no
+// finisher child of this process is left, within a bounded wait.
 func waitNoFinisher(t *testing.T, fin *finisher.Child) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -146,9 +155,7 @@ func TestDelUsesEarlyFinisher(t *testing.T) {
 	if err := del(args, fin, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := netlink.LinkByName(host); err == nil {
-		t.Fatalf("%s still there when DEL returned", host)
-	}
+	wantGone(t, host)
 	wantFinisherExit(t, fin, finisher.ExitDeleted, "it deleted the link")
 }
 
@@ -168,9 +175,7 @@ func TestDelFinisherKilledBeforeWork(t *testing.T) {
 	if err := del(args, fin, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := netlink.LinkByName(host); err == nil {
-		t.Fatalf("%s still there when DEL returned", host)
-	}
+	wantGone(t, host)
 }
 
 // TestDelNoFinisher: a finisher that could not be started (DelWith with
@@ -182,9 +187,7 @@ func TestDelNoFinisher(t *testing.T) {
 	if err := DelWith(nil, fmt.Errorf("test: no child"))(args); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := netlink.LinkByName(host); err == nil {
-		t.Fatalf("%s still there when DEL returned", host)
-	}
+	wantGone(t, host)
 	if left := finisher.Children(os.Getpid()); len(left) > 0 {
 		t.Fatalf("finisher children: %v", left)
 	}

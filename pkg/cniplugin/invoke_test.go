@@ -136,9 +136,7 @@ func TestInvokeAddDel(t *testing.T) {
 	if err := Invoke("DEL", args, &out); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := netlink.LinkByName(host); err == nil {
-		t.Fatalf("host veth %s still there after DEL", host)
-	}
+	wantGone(t, host)
 	if fin, _ := takeWarm(); fin != nil {
 		t.Fatal("DEL left the warm finisher untaken")
 	}

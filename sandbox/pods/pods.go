@@ -623,8 +623,12 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 	)
 	go func() {
 		defer close(delDone)
-		if pod.CNIAdded {
-			delErr = r.cniDel(ctx, pod, list, listErr, force)
+		switch {
+		case !pod.CNIAdded:
+		case listErr != nil:
+			delErr = listErr
+		default:
+			delErr = r.cniDel(ctx, pod, list, force)
 		}
 	}()
 	// Whatever else is inside the pod's own namespaces goes too, found in
@@ -734,9 +738,6 @@ func (r *Runtime) teardown(ctx context.Context, pod *state.Pod, force, keep bool
 // pinDir is where a pod's namespaces are pinned (nsutil.PinPath).
 func (r *Runtime) pinDir(id string) string { return filepath.Join(r.Store.PodDir(id), "ns") }
 
-// cniDel runs the pod's CNI DEL. A failed DEL keeps the result cache for
-// the DEL that retries it, except with force: the pod's record goes then,
-// and no retry will come for the entry.
 // savedNetwork is the network list the pod was attached with.
 func (r *Runtime) savedNetwork(pod *state.Pod) (*cni.List, error) {
 	data, err := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "network.conflist"))
@@ -760,12 +761,10 @@ func (r *Runtime) warmDel(list *cni.List) {
 	}
 }
 
-// cniDel runs the CNI DEL of list (or fails with listErr, why it could not
-// be read).
-func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, list *cni.List, listErr error, force bool) error {
-	if listErr != nil {
-		return listErr
-	}
+// cniDel runs the pod's CNI DEL of list, its saved network. A failed DEL
+// keeps the result cache for the DEL that retries it, except with force:
+// the pod's record goes then, and no retry will come for the entry.
+func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, list *cni.List, force bool) error {
 	// The record holds the config podnsctl validated and wrote itself; the
 	// DEL needs only what becomes capabilities.
 	var caps struct {
