@@ -21,6 +21,7 @@ import (
 	"github.com/podns/podns/pkg/cniresult"
 	"github.com/podns/podns/pkg/ipam"
 	"github.com/podns/podns/pkg/ipam/store"
+	_ "github.com/podns/podns/pkg/oneproc"
 )
 
 func main() {

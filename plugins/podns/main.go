@@ -4,7 +4,8 @@
 //
 // A plugin lives for a few milliseconds, mostly in the kernel, so the Go
 // runtime is kept small: it neither sizes GOMAXPROCS from cgroup CPU
-// limits nor watches them, and it runs on one P. A second P let ADD's
+// limits nor watches them, and it runs on one P from early in package
+// initialisation (pkg/oneproc). A second P let ADD's
 // in-process IPAM commit run beside the veth work, but its idle spinning
 // and wake-ups cost more CPU than the overlap saved: 64 ADDs at once took
 // 15% longer with two, one ADD alone the same (docs/plugin.md, Speed).
@@ -15,7 +16,6 @@ package main
 
 import (
 	"os"
-	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/version"
@@ -23,10 +23,10 @@ import (
 	"github.com/podns/podns/pkg/cniplugin"
 	"github.com/podns/podns/pkg/finisher"
 	"github.com/podns/podns/pkg/netconf"
+	_ "github.com/podns/podns/pkg/oneproc"
 )
 
 func main() {
-	runtime.GOMAXPROCS(1)
 	// DEL re-executes this binary to finish the kernel's slow part of a
 	// teardown (pkg/finisher); runtimes never pass arguments to a plugin.
 	if len(os.Args) == 2 && os.Args[1] == finisher.Arg {
