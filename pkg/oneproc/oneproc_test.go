@@ -13,21 +13,21 @@ import (
 
 func TestMain(m *testing.M) { testutil.Main(m) }
 
-// TestInitialisedBeforeAnyAllocation: in each short-lived binary, oneproc
+// TestInitialisedBeforeAnyAllocation: in each binary that imports it, oneproc
 // must initialise before any package that allocates, or that package's
 // allocations come from the second P's span cache (see the package doc).
 // The runtime's own inittrace gives the order and each init's allocations.
 func TestInitialisedBeforeAnyAllocation(t *testing.T) {
 	const self = "github.com/podns/podns/pkg/oneproc"
-	for _, name := range []string{"podns", "podns-ipam"} {
+	for name, args := range map[string][]string{"podns": nil, "podns-ipam": nil, "podns-sandbox": {"-v"}} {
 		t.Run(name, func(t *testing.T) {
-			cmd := exec.Command(filepath.Join(testutil.BinDir(t), name))
+			cmd := exec.Command(filepath.Join(testutil.BinDir(t), name), args...)
 			cmd.Env = []string{"CNI_COMMAND=VERSION", "GODEBUG=inittrace=1"}
 			cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Run(); err != nil {
-				t.Fatalf("%s VERSION: %v\n%s", name, err, stderr.String())
+				t.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
 			}
 			var before []string
 			found := false

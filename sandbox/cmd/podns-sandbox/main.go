@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	_ "github.com/podns/podns/pkg/oneproc"
 	"github.com/podns/podns/sandbox/container"
 	"github.com/podns/podns/sandbox/holder"
 )
@@ -68,9 +69,10 @@ func main() {
 	}
 }
 
-// lean trims the holder's footprint: one P means fewer threads, and a low
-// GC target keeps the heap near its tiny live size.
+// lean trims the holder's footprint: a low GC target keeps the heap near its
+// tiny live size. (Every mode runs on one P, from the first package init:
+// pkg/oneproc. The holder, the shim and the init step each have one thing
+// to do, and one P means fewer threads and pages.)
 func lean() {
-	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(20)
 }
