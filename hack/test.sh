@@ -13,3 +13,6 @@ trap remove_new_nat_tables EXIT
 
 go vet ./...
 go test -count=1 -timeout 30m "$@" ./...
+# The bench tool is its own module (gonum/plot stays out of podns's go.mod);
+# its tests need no root and no network.
+(cd hack/bench && go test -count=1 ./...)

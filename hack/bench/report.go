@@ -483,6 +483,16 @@ func (r *Report) find(sc int, group, via, op string, pods int) *Probe {
 	return nil
 }
 
+// floor returns the named floor's samples, nil if it was not measured.
+func (r *Report) floor(name string) *Stat {
+	for _, f := range r.Floors {
+		if f.Name == name {
+			return f.Stat
+		}
+	}
+	return nil
+}
+
 // checkTargets evaluates issue 6's targets from the measured numbers.
 func (r *Report) checkTargets() {
 	r.Targets = nil
@@ -497,7 +507,12 @@ func (r *Report) checkTargets() {
 			continue
 		}
 		x := ratio(med(p.Stats["podns"]), med(p.Stats["ref"]))
-		add(op+" median vs reference (bridge+ipMasq)", "<= 0.15x (aim 0.10x)", fmt.Sprintf("%.3fx (%s vs %s ms)", x, f1(med(p.Stats["podns"])), f1(med(p.Stats["ref"]))), b(x <= 0.15))
+		got := fmt.Sprintf("%.3fx (%s vs %s ms)", x, f1(med(p.Stats["podns"])), f1(med(p.Stats["ref"])))
+		// What of that is only starting and ending a Go process.
+		if fl := r.floor("podns VERSION (podns)"); fl != nil {
+			got += fmt.Sprintf("; podns VERSION alone %.3fx", ratio(med(fl), med(p.Stats["ref"])))
+		}
+		add(op+" median vs reference (bridge+ipMasq)", "<= 0.15x (aim 0.10x)", got, b(x <= 0.15))
 	}
 	for _, op := range []string{"ADD", "DEL"} {
 		g := r.growth("podns", op)
