@@ -50,9 +50,10 @@ func Invoke(verb string, args *skel.CmdArgs, out io.Writer) error {
 	if verr := (&version.Reconciler{}).Check(confVersion, version.PluginSupports(netconf.SupportedVersions...)); verr != nil {
 		return types.NewError(types.ErrIncompatibleCNIVersion, "incompatible CNI versions", verr.Details())
 	}
-	// skel checks this after the verb ran; ADD refuses it before (openPod),
-	// and DEL must not tear down the caller's own links either.
-	if args.Netns != "" {
+	// skel checks this after the verb ran. ADD refuses it before it makes
+	// anything (openPod); DEL, which does not open the netns, is checked
+	// here so it cannot tear down the caller's own links either.
+	if verb == "DEL" && args.Netns != "" {
 		own, err := ns.CheckNetNS(args.Netns)
 		if err != nil {
 			return err
