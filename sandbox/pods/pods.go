@@ -69,6 +69,10 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
+// networkFile, in a pod's directory, is the network list it was attached
+// with, so its DEL uses that list even if the conf dir has changed.
+const networkFile = "network.conflist"
+
 // podKinds are the namespaces a pod can own and pin, in set-up order.
 var podKinds = []string{"net", "ipc", "uts"}
 
@@ -214,7 +218,7 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string, early *n
 func (r *Runtime) writePodFiles(pod *state.Pod, p *spec.Pod, confBytes []byte) error {
 	dir := r.Store.PodDir(pod.ID)
 	if confBytes != nil {
-		if err := state.WriteFileAtomic(filepath.Join(dir, "network.conflist"), confBytes, 0o600); err != nil {
+		if err := state.WriteFileAtomic(filepath.Join(dir, networkFile), confBytes, 0o600); err != nil {
 			return err
 		}
 	}
@@ -579,7 +583,7 @@ func (r *Runtime) removeState(pod *state.Pod) error {
 	// The files a pod without containers has are removed by name, half
 	// the syscalls of a tree walk; anything else there gets the walk.
 	dir := r.Store.PodDir(pod.ID)
-	for _, f := range []string{state.PodFile, "network.conflist", "resolv.conf", "holder.log", "ns"} {
+	for _, f := range []string{state.PodFile, networkFile, "resolv.conf", "holder.log", "ns"} {
 		os.Remove(filepath.Join(dir, f))
 	}
 	if err := unix.Rmdir(dir); err == nil || errors.Is(err, unix.ENOENT) {
@@ -740,7 +744,7 @@ func (r *Runtime) pinDir(id string) string { return filepath.Join(r.Store.PodDir
 
 // savedNetwork is the network list the pod was attached with.
 func (r *Runtime) savedNetwork(pod *state.Pod) (*cni.List, error) {
-	data, err := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), "network.conflist"))
+	data, err := os.ReadFile(filepath.Join(r.Store.PodDir(pod.ID), networkFile))
 	if err != nil {
 		return nil, fmt.Errorf("pod %s: saved network config: %w", pod.ID, err)
 	}
