@@ -3,10 +3,13 @@ package netconf
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/podns/podns/pkg/jsonobj"
 )
 
 // maxConf mirrors what a runtime hands a plugin: conflists are small, but
@@ -138,6 +141,43 @@ func FuzzParseArgs(f *testing.F) {
 		}
 		if a.Pod() != "" && a.Name == "" {
 			t.Fatalf("Pod() %q without a name", a.Pod())
+		}
+	})
+}
+
+// FuzzDecodeMatchesUnmarshal: decode (member by member) gives what
+// json.Unmarshal into NetConf gives, error or value, for any input but
+// those whose objects repeat a member (which encoding/json merges or
+// resolves by order; see pkg/jsonobj).
+func FuzzDecodeMatchesUnmarshal(f *testing.F) {
+	for _, s := range seedConfs() {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		`{"CNIVERSION":"1.1.0","Name":"n","TYPE":"podns","IPAM":{"Type":"x"},"MTU":1400,"IsGateway":null}`,
+		`{"name":"n","dns":{"nameservers":["10.0.0.10"],"domain":"cluster.local","search":["a","b"],"options":["ndots:5"]},"capabilities":{"mac":true}}`,
+		`{"name":"n","cni.dev/valid-attachments":[{"containerID":"c","ifname":"eth0"}],"type":"podns"}`,
+		`{"name":"n","mtu":"1500"}`, `{"name":"n","mtu":1500.5}`, `{"name":"n","isGateway":"yes"}`,
+		`{"name":"n","ipam":"podns-ipam"}`, `{"name":"n","ipam":null,"dns":null,"args":null,"runtimeConfig":null}`,
+		`{"name":"n","args":{"cni":{"mac":5}}}`, `{"name":"n","args":{"cni":[]}}`, `{"name":"n","dns":{"search":"x"}}`,
+		`{"name":"n","runtimeConfig":{"mac":"02:00:00:00:00:01","portMappings":[]}}`, `{"name":"n","Gateway":true,"MAC":"x"}`,
+		`{"name":"n","ipam":{"type":"a"},"ipam":{"type":"b"}}`, `"x"`, `1`, `{"name":"n"} x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxConf || jsonobj.RepeatsMember(data) {
+			return
+		}
+		want := &NetConf{}
+		wantErr := json.Unmarshal(data, want)
+		got := &NetConf{}
+		err := decodeInto(got, data)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("decode error %v, json.Unmarshal error %v\n%s", err, wantErr, data)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("decode gave\n%+v\njson.Unmarshal gave\n%+v\nfor %s", got, want, data)
 		}
 	})
 }

