@@ -16,7 +16,9 @@ FUZZ_PARALLEL=${FUZZ_PARALLEL:-1}
 TARGETS=(${FUZZ_TARGETS:-
 	./pkg/netconf:FuzzParse
 	./pkg/netconf:FuzzParseArgs
+	./pkg/netconf:FuzzDecodeMatchesUnmarshal
 	./pkg/ipam:FuzzLoadConfig
+	./pkg/ipam:FuzzDecodeMatchesUnmarshal
 	./pkg/cniplugin:FuzzResultConversion
 	./sandbox/spec:FuzzParsePod
 	./sandbox/spec:FuzzParseContainer

@@ -3,7 +3,6 @@
 package ipam
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/podns/podns/pkg/ipam/allocator"
+	"github.com/podns/podns/pkg/jsonobj"
 )
 
 const (
@@ -60,13 +60,125 @@ type netConf struct {
 		IPRanges [][]rangeConf `json:"ipRanges"`
 		IPs      []string      `json:"ips"`
 	} `json:"runtimeConfig"`
-	Args *struct {
-		CNI *struct {
-			IPs []string `json:"ips"`
-		} `json:"cni"`
-	} `json:"args"`
+	Args             *argsConf            `json:"args"`
 	RawPrevResult    map[string]any       `json:"prevResult"`
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments"`
+}
+
+type argsConf struct {
+	CNI *cniArgsConf `json:"cni"`
+}
+
+type cniArgsConf struct {
+	IPs []string `json:"ips"`
+}
+
+// decodeNetConf gives the netConf json.Unmarshal would, member by member
+// (pkg/jsonobj): unmarshalling into netConf first reflected over it and
+// the seven struct types inside it, which in a plugin process cost more
+// than the decoding.
+func decodeNetConf(stdin []byte) (*netConf, error) {
+	o, err := jsonobj.Decode(stdin)
+	if err != nil {
+		return nil, err
+	}
+	n := &netConf{}
+	ipam, err := o.Object("ipam")
+	if err != nil {
+		return nil, err
+	}
+	if ipam != nil {
+		n.IPAM = &ipamConf{}
+		if err := decodeIPAM(ipam, n.IPAM); err != nil {
+			return nil, fmt.Errorf("\"ipam\": %w", err)
+		}
+	}
+	rc, err := o.Object("runtimeConfig")
+	if err != nil {
+		return nil, err
+	}
+	if n.RuntimeConfig.IPRanges, err = decodeRangeSets(rc, "ipRanges"); err != nil {
+		return nil, fmt.Errorf("\"runtimeConfig\": %w", err)
+	}
+	if err := rc.Get("ips", &n.RuntimeConfig.IPs); err != nil {
+		return nil, fmt.Errorf("\"runtimeConfig\": %w", err)
+	}
+	args, err := o.Object("args")
+	if err != nil {
+		return nil, err
+	}
+	if args != nil {
+		n.Args = &argsConf{}
+		cni, err := args.Object("cni")
+		if err != nil {
+			return nil, fmt.Errorf("\"args\": %w", err)
+		}
+		if cni != nil {
+			n.Args.CNI = &cniArgsConf{}
+			if err := cni.Get("ips", &n.Args.CNI.IPs); err != nil {
+				return nil, fmt.Errorf("\"args\": \"cni\": %w", err)
+			}
+		}
+	}
+	return n, o.GetAll(
+		jsonobj.F("name", &n.Name),
+		jsonobj.F("cniVersion", &n.CNIVersion),
+		jsonobj.F("prevResult", &n.RawPrevResult),
+		jsonobj.F("cni.dev/valid-attachments", &n.ValidAttachments),
+	)
+}
+
+func decodeIPAM(o jsonobj.Object, c *ipamConf) error {
+	if err := decodeRange(o, &c.rangeConf); err != nil {
+		return err
+	}
+	var err error
+	if c.Ranges, err = decodeRangeSets(o, "ranges"); err != nil {
+		return err
+	}
+	return o.GetAll(
+		jsonobj.F("type", &c.Type),
+		jsonobj.F("routes", &c.Routes),
+		jsonobj.F("dataDir", &c.DataDir),
+		jsonobj.F("resolvConf", &c.ResolvConf),
+		jsonobj.F("reserved", &c.Reserved),
+		jsonobj.F("lockTimeout", &c.LockTimeout),
+		jsonobj.F("migrateFrom", &c.MigrateFrom),
+	)
+}
+
+// decodeRangeSets decodes a list of range sets, each a list of ranges;
+// null lists stay nil, as encoding/json leaves them.
+func decodeRangeSets(o jsonobj.Object, name string) ([][]rangeConf, error) {
+	var raw [][]jsonobj.Object
+	if err := o.Get(name, &raw); err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	sets := make([][]rangeConf, len(raw))
+	for i, set := range raw {
+		if set == nil {
+			continue
+		}
+		sets[i] = make([]rangeConf, len(set))
+		for j, r := range set {
+			if err := decodeRange(r, &sets[i][j]); err != nil {
+				return nil, fmt.Errorf("%q: %w", name, err)
+			}
+		}
+	}
+	return sets, nil
+}
+
+func decodeRange(o jsonobj.Object, r *rangeConf) error {
+	return o.GetAll(
+		jsonobj.F("subnet", &r.Subnet),
+		jsonobj.F("rangeStart", &r.RangeStart),
+		jsonobj.F("rangeEnd", &r.RangeEnd),
+		jsonobj.F("gateway", &r.Gateway),
+	)
 }
 
 // Config is a parsed, validated podns-ipam configuration.
@@ -105,8 +217,8 @@ func LoadConfig(stdin []byte, cniArgs string) (*Config, error) {
 // ignores static requests (STATUS, DEL and GC do not allocate; ranges may
 // come per call through ipRanges).
 func loadConfig(stdin []byte, cniArgs string, needRanges bool) (*Config, error) {
-	n := &netConf{}
-	if err := json.Unmarshal(stdin, n); err != nil {
+	n, err := decodeNetConf(stdin)
+	if err != nil {
 		return nil, types.NewError(types.ErrDecodingFailure, "podns-ipam: decode network config", err.Error())
 	}
 	if err := utils.ValidateNetworkName(n.Name); err != nil {

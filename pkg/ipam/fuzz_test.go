@@ -3,13 +3,17 @@
 package ipam
 
 import (
+	"encoding/json"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/utils"
+
+	"github.com/podns/podns/pkg/jsonobj"
 )
 
 // FuzzLoadConfig: the IPAM config and CNI_ARGS parser never panics; an
@@ -92,6 +96,38 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 		if c.LockTimeout <= 0 {
 			t.Fatalf("lock timeout %v", c.LockTimeout)
+		}
+	})
+}
+
+// FuzzDecodeMatchesUnmarshal: decodeNetConf (member by member) gives what
+// json.Unmarshal into netConf gives, error or value, for any input but
+// those whose objects repeat a member (see pkg/jsonobj).
+func FuzzDecodeMatchesUnmarshal(f *testing.F) {
+	for _, s := range []string{
+		`{"cniVersion":"1.1.0","name":"net1","ipam":{"type":"podns-ipam","dataDir":"/tmp/x","ranges":[[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.10","rangeEnd":"10.1.0.20","gateway":"10.1.0.1"}],[{"subnet":"fd00::/120"}]]}}`,
+		`{"cniVersion":"0.3.1","name":"net1","ipam":{"type":"podns-ipam","subnet":"10.2.0.0/16","rangeStart":"10.2.0.2","gateway":"10.2.0.1","reserved":["10.2.0.5","10.2.1.0/24"],"routes":[{"dst":"0.0.0.0/0","gw":"10.2.0.1"},null],"lockTimeout":"2s","resolvConf":"/etc/r","migrateFrom":"/var/lib/cni/networks"}}`,
+		`{"name":"n","ipam":{"type":"x"},"runtimeConfig":{"ips":["10.3.0.7/24"],"ipRanges":[[{"subnet":"10.4.0.0/30"}],null,[]]},"args":{"cni":{"ips":["10.3.0.7"]}}}`,
+		`{"name":"n","args":{},"ipam":{}}`, `{"name":"n","args":{"cni":null}}`, `{"name":"n","args":null,"ipam":null,"runtimeConfig":null}`,
+		`{"name":"n","ipam":{"ranges":[[null,{"subnet":1}]]}}`, `{"name":"n","ipam":{"ranges":[{"subnet":"x"}]}}`, `{"name":"n","ipam":{"ranges":[]}}`,
+		`{"name":"n","ipam":{"routes":[{"dst":"nope"}]}}`, `{"name":"n","ipam":{"reserved":"x"}}`, `{"name":"n","runtimeConfig":{"ips":[1]}}`,
+		`{"NAME":"n","IPAM":{"TYPE":"t","Subnet":"10.0.0.0/8"},"CNI.DEV/VALID-ATTACHMENTS":[{"containerID":"a","ifname":"eth0"}],"prevResult":{"ips":[]}}`,
+		`{"name":"n","ipam":{"type":"a"},"ipam":{"dataDir":"/x"}}`, `[]`, `null`, `{`, `"s"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64<<10 || jsonobj.RepeatsMember(data) {
+			return
+		}
+		want := &netConf{}
+		wantErr := json.Unmarshal(data, want)
+		got, err := decodeNetConf(data)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("decode error %v, json.Unmarshal error %v\n%s", err, wantErr, data)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("decode gave\n%+v\njson.Unmarshal gave\n%+v\nfor %s", got, want, data)
 		}
 	})
 }
