@@ -44,13 +44,19 @@ func openPod(path string) (netns.NsHandle, *netlink.Handle, error) {
 		h.Close()
 		return none, nil, codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s is not a network namespace", path)
 	}
-	self, err := netns.Get()
-	if err != nil {
+	// A netns is its nsfs inode. Every thread of the plugin is in its own
+	// netns here (only a locked thread visits another, and returns), so
+	// this thread's stands for the plugin's.
+	var pod, self unix.Stat_t
+	if err := unix.Fstat(int(h), &pod); err != nil {
 		h.Close()
-		return none, nil, fmt.Errorf("open own netns: %w", err)
+		return none, nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	defer self.Close()
-	if h.Equal(self) {
+	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {
+		h.Close()
+		return none, nil, fmt.Errorf("stat own netns: %w", err)
+	}
+	if pod.Dev == self.Dev && pod.Ino == self.Ino {
 		h.Close()
 		return none, nil, codeErr(types.ErrInvalidNetNS, "CNI_NETNS %s is the plugin's own (host) netns", path)
 	}
@@ -116,6 +122,10 @@ func add(args *skel.CmdArgs, out io.Writer) (err error) {
 	}
 	defer podNS.Close()
 	defer podH.Close()
+	// openPod refused the plugin's own netns before anything was made;
+	// skel would check it again after ADD (and print its error after the
+	// result).
+	args.NetnsOverride = "1"
 	// One socket for the host's requests (a zero Handle opens, binds and
 	// closes one per request).
 	hostH, err := netlink.NewHandle(unix.NETLINK_ROUTE)
