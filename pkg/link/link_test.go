@@ -128,6 +128,11 @@ func TestVethIntoNetns(t *testing.T) {
 	if err != nil || pl.Attrs().MTU != 1400 || pl.Attrs().HardwareAddr.String() != mac.String() {
 		t.Fatalf("pod end: %+v %v", pl, err)
 	}
+	for end, a := range map[string]*netlink.LinkAttrs{"host": hl.Attrs(), "pod": pl.Attrs()} {
+		if a.NumTxQueues != 1 || a.NumRxQueues != 1 {
+			t.Errorf("%s end has %d TX and %d RX queues, want 1 and 1", end, a.NumTxQueues, a.NumRxQueues)
+		}
+	}
 	// What CreateVeth returns is what the kernel has: no lookup needed.
 	if g, w := veth.Host.Attrs(), hl.Attrs(); g.Index != w.Index || g.HardwareAddr.String() != w.HardwareAddr.String() || g.Name != w.Name {
 		t.Errorf("returned host end %d %s %s, kernel has %d %s %s", g.Index, g.Name, g.HardwareAddr, w.Index, w.Name, w.HardwareAddr)

@@ -134,6 +134,13 @@ func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMA
 		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU))))
 	}
 	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, hostMAC))
+	// One TX and one RX queue per end, the number the kernel leaves in
+	// use anyway: given no count, veth allocates one per possible CPU and
+	// then cuts the real count to one, which waits for an expedited RCU
+	// grace period per end (ADD 0.2 ms slower here). A pod's veth has no
+	// use for more; ethtool -L cannot raise them later.
+	req.AddData(nl.NewRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(1)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(1)))
 	// The kernel enslaves in the create and unregisters the pair if that
 	// fails, so no half-made pair is left.
 	if s.MasterIndex != 0 {
@@ -149,6 +156,8 @@ func createVethPair(sockets map[int]*nl.SocketHandle, s VethSpec, hostMAC, podMA
 		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(s.MTU)))
 	}
 	peer.AddRtAttr(unix.IFLA_ADDRESS, podMAC)
+	peer.AddRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(1))
+	peer.AddRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(1))
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(s.PodNSFd)))
 	req.AddData(info)
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
