@@ -44,9 +44,9 @@ func openPod(path string) (netns.NsHandle, *netlink.Handle, error) {
 		h.Close()
 		return none, nil, codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s is not a network namespace", path)
 	}
-	// A netns is its nsfs inode. Every thread of the plugin is in its own
-	// netns here (only a locked thread visits another, and returns), so
-	// this thread's stands for the plugin's.
+	// A netns is its nsfs inode. Any thread an unlocked goroutine runs on
+	// is in the plugin's netns (only a locked thread visits another, and
+	// comes back), so this thread's stands for the plugin's.
 	var pod, self unix.Stat_t
 	if err := unix.Fstat(int(h), &pod); err != nil {
 		h.Close()

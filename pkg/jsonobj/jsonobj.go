@@ -76,16 +76,6 @@ func (o Object) Object(name string) (Object, error) {
 	return m, nil
 }
 
-// Objects decodes member name as a list of objects (null entries stay
-// nil); absent or null gives nil.
-func (o Object) Objects(name string) ([]Object, error) {
-	var l []Object
-	if err := o.Get(name, &l); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
-
 // Field names a member and where to decode it.
 type Field struct {
 	Name string

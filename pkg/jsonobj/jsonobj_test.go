@@ -58,8 +58,8 @@ func TestAbsentAndNullFollowEncodingJSON(t *testing.T) {
 	if err != nil || sub != nil {
 		t.Fatalf("null object: %v, %v", sub, err)
 	}
-	l, err := o.Objects("l")
-	if err != nil || l != nil {
+	var l []Object
+	if err := o.Get("l", &l); err != nil || l != nil {
 		t.Fatalf("null list: %v, %v", l, err)
 	}
 	if sub, err := o.Object("absent"); err != nil || sub != nil {
@@ -86,7 +86,8 @@ func TestErrorsNameTheMember(t *testing.T) {
 	if _, err := o.Object("ipam"); err == nil || !strings.Contains(err.Error(), `"ipam"`) {
 		t.Fatalf("ipam error %v", err)
 	}
-	if _, err := o.Objects("l"); err == nil {
+	var l []Object
+	if err := o.Get("l", &l); err == nil {
 		t.Fatal("a list of numbers decoded as objects")
 	}
 	for _, doc := range []string{`[]`, `"x"`, `1`, `{`, `{"a":1} x`, ``} {
@@ -96,13 +97,13 @@ func TestErrorsNameTheMember(t *testing.T) {
 	}
 }
 
-func TestObjectsKeepNullEntries(t *testing.T) {
+func TestListsOfObjectsKeepNullEntries(t *testing.T) {
 	o, err := Decode([]byte(`{"ranges":[{"subnet":"10.0.0.0/24"},null,{}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := o.Objects("ranges")
-	if err != nil || len(l) != 3 || l[1] != nil || l[2] == nil {
+	var l []Object
+	if err := o.Get("ranges", &l); err != nil || len(l) != 3 || l[1] != nil || l[2] == nil {
 		t.Fatalf("got %v, %v", l, err)
 	}
 	var subnet string
