@@ -43,10 +43,29 @@ func interleave(samples int, nets []*Net, stop func() bool, op func(i int, n *Ne
 
 // probeAddDel measures one ADD into a fresh netns and its DEL, per side.
 func (b *Bench) probeAddDel(scenario int, g group, how via, pods, samples int) error {
-	add := map[*Net]*series{}
-	del := map[*Net]*series{}
+	ps := newProbeSeries(g.nets)
+	if err := b.sample(scenario, g, how, pods, samples, ps); err != nil {
+		return err
+	}
+	b.record(scenario, g, how, pods, ps)
+	return nil
+}
+
+// probeSeries holds one probe's ADD and DEL durations per side while
+// samples are still being added.
+type probeSeries struct{ add, del map[*Net]*series }
+
+func newProbeSeries(nets []*Net) probeSeries {
+	ps := probeSeries{add: map[*Net]*series{}, del: map[*Net]*series{}}
+	for _, n := range nets {
+		ps.add[n], ps.del[n] = &series{}, &series{}
+	}
+	return ps
+}
+
+// sample adds samples ADD+DEL pairs per side, interleaved, to ps.
+func (b *Bench) sample(scenario int, g group, how via, pods, samples int, ps probeSeries) error {
 	for _, n := range g.nets {
-		add[n], del[n] = &series{}, &series{}
 		// One untimed warm-up per side: page cache, first bridge creation.
 		a, _, err := b.attach(n, how)
 		if a != nil {
@@ -63,10 +82,10 @@ func (b *Bench) probeAddDel(scenario int, g group, how via, pods, samples int) e
 	interleave(samples, g.nets, b.stopped, func(_ int, n *Net) {
 		time.Sleep(b.cfg.Gap)
 		a, d, err := b.attach(n, how)
-		add[n].add(d, err)
+		ps.add[n].add(d, err)
 		if a != nil {
 			d, err := b.del(a, how)
-			del[n].add(d, err)
+			ps.del[n].add(d, err)
 		}
 		p.step()
 	})
@@ -74,17 +93,33 @@ func (b *Bench) probeAddDel(scenario int, g group, how via, pods, samples int) e
 	if b.stopped() {
 		return errInterrupted
 	}
+	return nil
+}
+
+// record appends ps to the report as an ADD probe and a DEL probe and
+// returns the ADD one's index (the DEL one follows it).
+func (b *Bench) record(scenario int, g group, how via, pods int, ps probeSeries) int {
+	at := len(b.report.Probes)
 	for _, op := range []struct {
 		name string
 		s    map[*Net]*series
-	}{{"ADD", add}, {"DEL", del}} {
+	}{{"ADD", ps.add}, {"DEL", ps.del}} {
 		pr := Probe{Scenario: scenario, Group: g.name, Via: string(how), Op: op.name, Pods: pods, Stats: map[string]*Stat{}}
 		for _, n := range g.nets {
 			pr.Stats[n.Impl.Side] = op.s[n].stat()
 		}
 		b.report.Probes = append(b.report.Probes, pr)
 	}
-	return nil
+	return at
+}
+
+// rerecord brings the probes record returned at up to date with ps.
+func (b *Bench) rerecord(at int, g group, ps probeSeries) {
+	for i, s := range []map[*Net]*series{ps.add, ps.del} {
+		for _, n := range g.nets {
+			b.report.Probes[at+i].Stats[n.Impl.Side] = s[n].stat()
+		}
+	}
 }
 
 // scenarioPods runs scenario 1 (0 pods, bridge and routed, exec and cnitool)
@@ -200,6 +235,10 @@ func (b *Bench) scenarioPods(run1, run2 bool) error {
 // kernel may still be tearing down the previous pass's netns), and podns,
 // whose probe costs ~12 ms a sample, takes three times the samples: with
 // 15 a level, its growth moved between 0.98x and 1.65x from run to run.
+// Level 0 takes half its samples before the fill and the other half after
+// the pods are gone again, pooled: a steady change in the machine's load
+// over the minutes of the fill then moves the base as much as the top
+// (one run's DEL growth read 1.39x against 1.10x in the same window).
 //
 // With control, each filled level is also probed interleaved with a second
 // network of the same plugin whose bridge has no pods (sameWindowGroup):
@@ -222,6 +261,8 @@ func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string, control bool
 		}
 		same = group{name: sameWindowGroup, nets: []*Net{n, ctl}}
 	}
+	var base probeSeries
+	baseAt, baseLeft := -1, 0
 	for _, level := range b.cfg.Levels {
 		if level > 0 {
 			if err := b.fill(n, pods, level, fmt.Sprintf("fill %s alone to %d pods", n.Impl.Label, level)); err != nil {
@@ -229,7 +270,14 @@ func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string, control bool
 			}
 		}
 		b.settle(2*time.Second, 20*time.Second)
-		if err := b.probeAddDel(2, g, viaExec, level, samples); err != nil {
+		if level == 0 && len(b.cfg.Levels) > 1 {
+			first := (samples + 1) / 2
+			base = newProbeSeries(g.nets)
+			if err := b.sample(2, g, viaExec, 0, first, base); err != nil {
+				return err
+			}
+			baseAt, baseLeft = b.record(2, g, viaExec, 0, base), samples-first
+		} else if err := b.probeAddDel(2, g, viaExec, level, samples); err != nil {
 			return err
 		}
 		if control && level > 0 {
@@ -237,6 +285,14 @@ func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string, control bool
 				return err
 			}
 		}
+	}
+	if baseAt >= 0 && baseLeft > 0 {
+		b.teardown(n, pods)
+		b.settle(2*time.Second, 20*time.Second)
+		if err := b.sample(2, g, viaExec, 0, baseLeft, base); err != nil {
+			return err
+		}
+		b.rerecord(baseAt, g, base)
 	}
 	return nil
 }
