@@ -88,7 +88,15 @@ func (u undo) run(log *slog.Logger) {
 // Add is CNI ADD: veth into the pod, addresses from IPAM, routes, the host
 // side (bridge port or host routes), masquerade. All or nothing.
 func Add(args *skel.CmdArgs) error {
-	return toCNI(add(args, os.Stdout))
+	err := add(args, os.Stdout)
+	if err == nil {
+		// add refused the plugin's own netns (openPod) before it made
+		// anything; skel would check it again after ADD. Set only now, so
+		// an exec'd IPAM plugin never saw an override the runtime did not
+		// give.
+		args.NetnsOverride = "1"
+	}
+	return toCNI(err)
 }
 
 // add runs ADD and writes the result to out.
@@ -122,10 +130,6 @@ func add(args *skel.CmdArgs, out io.Writer) (err error) {
 	}
 	defer podNS.Close()
 	defer podH.Close()
-	// openPod refused the plugin's own netns before anything was made;
-	// skel would check it again after ADD (and print its error after the
-	// result).
-	args.NetnsOverride = "1"
 	// One socket for the host's requests (a zero Handle opens, binds and
 	// closes one per request).
 	hostH, err := netlink.NewHandle(unix.NETLINK_ROUTE)
