@@ -44,20 +44,16 @@ func openPod(path string) (netns.NsHandle, *netlink.Handle, error) {
 		h.Close()
 		return none, nil, codeErr(types.ErrInvalidEnvironmentVariables, "CNI_NETNS %s is not a network namespace", path)
 	}
-	// A netns is its nsfs inode. Any thread an unlocked goroutine runs on
-	// is in the plugin's netns (only a locked thread visits another, and
-	// comes back), so this thread's stands for the plugin's.
-	var pod, self unix.Stat_t
+	var pod unix.Stat_t
 	if err := unix.Fstat(int(h), &pod); err != nil {
 		h.Close()
 		return none, nil, fmt.Errorf("stat %s: %w", path, err)
 	}
-	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {
+	if own, err := ownNetNS(&pod); err != nil || own {
 		h.Close()
-		return none, nil, fmt.Errorf("stat own netns: %w", err)
-	}
-	if pod.Dev == self.Dev && pod.Ino == self.Ino {
-		h.Close()
+		if err != nil {
+			return none, nil, err
+		}
 		return none, nil, codeErr(types.ErrInvalidNetNS, "CNI_NETNS %s is the plugin's own (host) netns", path)
 	}
 	// (NewHandleAtFrom would reuse self but opens a socket per netlink
@@ -68,6 +64,19 @@ func openPod(path string) (netns.NsHandle, *netlink.Handle, error) {
 		return none, nil, fmt.Errorf("netlink in %s: %w", path, err)
 	}
 	return h, podH, nil
+}
+
+// ownNetNS reports whether st, a netns's nsfs inode, is the plugin's own
+// netns. Any thread an unlocked goroutine runs on is in it (only a locked
+// thread visits another, and comes back), so this thread's stands for
+// the plugin's; two stats, where opening both and comparing took two
+// opens and two closes more.
+func ownNetNS(st *unix.Stat_t) (bool, error) {
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &self); err != nil {
+		return false, fmt.Errorf("stat own netns: %w", err)
+	}
+	return st.Dev == self.Dev && st.Ino == self.Ino, nil
 }
 
 // undo collects rollback steps; run executes them newest first.

@@ -7,10 +7,10 @@ import (
 	"io"
 	"sync"
 
-	"github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/pkg/finisher"
 	"github.com/podns/podns/pkg/netconf"
@@ -53,8 +53,11 @@ func Invoke(verb string, args *skel.CmdArgs, out io.Writer) error {
 	// skel checks this after the verb ran. ADD refuses it before it makes
 	// anything (openPod); DEL, which does not open the netns, is checked
 	// here so it cannot tear down the caller's own links either.
-	if verb == "DEL" && args.Netns != "" {
-		own, err := ns.CheckNetNS(args.Netns)
+	// A path that does not stat (the pod's netns is gone) is not ours: its
+	// DEL must still release what the attachment holds.
+	var st unix.Stat_t
+	if verb == "DEL" && args.Netns != "" && unix.Stat(args.Netns, &st) == nil {
+		own, err := ownNetNS(&st)
 		if err != nil {
 			return err
 		}
