@@ -5,8 +5,6 @@
 package link
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/digest"
 )
 
 // AliasPrefix starts the alias of every host veth podns creates, so GC can
@@ -31,8 +31,7 @@ const AliasPrefix = "podns "
 // and setting its alias (the kernel ignores an alias in the create request)
 // left one without an alias.
 func HostVethName(network, containerID, ifname string) string {
-	h := sha256.Sum256([]byte(network + "\x00" + containerID + "\x00" + ifname))
-	return HostVethPrefix(network) + hex.EncodeToString(h[:])[:9]
+	return HostVethPrefix(network) + digest.Hex(9, network, containerID, ifname)
 }
 
 // HostVethPrefix is how the names of a network's host veths begin: "pn" and
@@ -52,8 +51,7 @@ func IsHostVethOf(l netlink.Link, network string) bool {
 // GC can tell its network's links apart even when a long container ID or
 // network name gets the alias cut at the kernel's 255 bytes.
 func netHash(network string) string {
-	h := sha256.Sum256([]byte(network))
-	return hex.EncodeToString(h[:])[:12]
+	return digest.Hex(12, network)
 }
 
 // Alias is what podns writes into a host veth's alias: the network's hash,

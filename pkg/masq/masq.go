@@ -16,8 +16,6 @@
 package masq
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +27,8 @@ import (
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/digest"
 )
 
 // TableName is the nftables table podns owns; it touches no other.
@@ -83,8 +83,7 @@ func netSet(network string, v6 bool) *nftables.Set {
 // Key identifies an attachment's elements: a digest of container ID and
 // interface, so it stays whole however long the container ID is.
 func Key(containerID, ifname string) string {
-	h := sha256.Sum256([]byte(containerID + "\x00" + ifname))
-	return hex.EncodeToString(h[:])[:16]
+	return digest.Hex(16, containerID, ifname)
 }
 
 // Comment is the tag of an attachment's elements: the key first (what GC
