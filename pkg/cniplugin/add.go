@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/podns/podns/pkg/cnilog"
 	"github.com/podns/podns/pkg/cniresult"
 	"github.com/podns/podns/pkg/ipamcall"
 	"github.com/podns/podns/pkg/link"
@@ -86,7 +86,7 @@ func (u *undo) push(f func() error) { *u = append(*u, f) }
 
 // run undoes newest first and keeps going; failures are logged only, the
 // ADD's own error is what the runtime must see.
-func (u undo) run(log *slog.Logger) {
+func (u undo) run(log *cnilog.Logger) {
 	for i := len(u) - 1; i >= 0; i-- {
 		if err := u[i](); err != nil {
 			log.Warn("rollback step failed", "err", err)

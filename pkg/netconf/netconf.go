@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/podns/podns/pkg/cnilog"
 	"github.com/podns/podns/pkg/jsonobj"
 )
 
@@ -211,10 +212,8 @@ func Parse(stdin []byte) (*NetConf, error) {
 	if strings.ContainsAny(n.IPAM.Type, "/\\") || n.IPAM.Type == "." || n.IPAM.Type == ".." {
 		return nil, invalid("ipam.type %q is not a plugin name", n.IPAM.Type)
 	}
-	switch strings.ToLower(n.LogLevel) {
-	case "", "debug", "info", "warn", "error":
-	default:
-		return nil, invalid("logLevel %q: want debug, info, warn or error", n.LogLevel)
+	if _, err := cnilog.ParseLevel(n.LogLevel); err != nil {
+		return nil, invalid("logLevel: %v", err)
 	}
 	mac := n.RuntimeConfig.Mac
 	if mac == "" {
