@@ -471,7 +471,7 @@ func startMasq(network, containerID, ifname, pod string, ipns []*net.IPNet) *asy
 			return
 		}
 		m.res <- c.Add(network, containerID, ifname, pod, ipns)
-		c.Close()
+		closeMasq(c)
 	}()
 	return m
 }
@@ -484,8 +484,8 @@ func (m *asyncMasq) wait() error {
 	return m.err
 }
 
-// join waits for the socket to be closed, so the process never exits
-// with the kernel's side of the change unfinished.
+// join waits until the goroutine is done with the socket: closed, or
+// left to the kernel to release after exit (closeMasq).
 func (m *asyncMasq) join() { <-m.closed }
 
 // undo removes the elements again (rollback of a failed ADD).

@@ -121,6 +121,7 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 	if finStarted != nil {
 		fin = <-finStarted
 	}
+	handed := false
 	switch {
 	case fin != nil:
 		var held []int
@@ -138,6 +139,7 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 		for _, fd := range held {
 			unix.Close(fd)
 		}
+		handed = len(held) > 0
 	case hostIdx > 0:
 		// No finisher: the link found above is deleted here, by its index.
 		if err := hostH.LinkDel(hostLink); err != nil && !link.IsNotFound(err) {
@@ -145,9 +147,14 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 		}
 	}
 	// Closed here, after its duplicate went to the finisher: the kernel's
-	// wait on release happens there, not in this process.
-	if mc != nil {
+	// wait on release happens there, not in this process. Without a
+	// finisher it is left to the kernel after exit where it can be.
+	switch {
+	case mc == nil:
+	case handed:
 		mc.Close()
+	default:
+		closeMasq(mc)
 	}
 	if conf.IPAM.Type != "" && len(errs) == 0 {
 		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {

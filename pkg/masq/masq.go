@@ -28,6 +28,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podns/podns/pkg/detach"
 	"github.com/podns/podns/pkg/digest"
 )
 
@@ -167,6 +168,19 @@ func (c *Conn) Dup() (int, error) {
 
 // Close closes the socket (this is where the kernel's grace period is paid).
 func (c *Conn) Close() error { return c.c.CloseLasting() }
+
+// CloseDetached closes the socket but leaves its release to the kernel,
+// after this process exits (pkg/detach): releasing any nftables socket
+// waits for the destruction work of whatever anyone deleted from nftables
+// a moment earlier. Only for a process that exits soon: until then the
+// socket stays open. It falls back to Close.
+func (c *Conn) CloseDetached() {
+	fd, err := c.Dup()
+	c.Close() // the duplicate keeps the socket; this releases nothing
+	if err == nil {
+		detach.Close(fd)
+	}
+}
 
 func withConn(f func(*Conn) error) error {
 	c, err := Open()

@@ -32,6 +32,8 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == finisher.Arg {
 		os.Exit(finisher.Main())
 	}
+	// Every verb is this process's last act.
+	cniplugin.ExitsAfterVerb()
 	funcs := skel.CNIFuncs{
 		Add:    cniplugin.Add,
 		Del:    cniplugin.Del,
