@@ -108,8 +108,6 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 		// podnsctl ships with podns: its plugin runs here, two process
 		// starts fewer per pod, as podns runs podns-ipam in-process.
 		a.rt.CNIInProcess = map[string]cni.InProcessPlugin{"podns": cniplugin.Invoke}
-		// One command per process: podnsctl exits after its pod's verbs.
-		cniplugin.ExitsAfterVerb()
 		a.rt.WarmCNIDel = func() {
 			// The installed plugin binary starts faster than podnsctl
 			// would (its package init is lighter); without it, podnsctl

@@ -7,6 +7,7 @@ package main
 import (
 	"os"
 
+	"github.com/podns/podns/pkg/cniplugin"
 	"github.com/podns/podns/pkg/finisher"
 	"github.com/podns/podns/sandbox/cli"
 )
@@ -17,5 +18,8 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == finisher.Arg {
 		os.Exit(finisher.Main())
 	}
+	// One command per process: the CNI verbs podnsctl runs in-process
+	// (cli's default) are followed by its exit.
+	cniplugin.ExitsAfterVerb()
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
