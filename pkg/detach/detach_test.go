@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -119,6 +120,19 @@ func TestFallback(t *testing.T) {
 	}
 	if Close(-1) {
 		t.Error("Close(-1) reported a detach")
+	}
+	// io_uring refuses to register a ring's own descriptor: the fallback
+	// must still close it.
+	var params [120]byte
+	ring, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, uintptr(unsafe.Pointer(&params)), 0)
+	if errno != 0 {
+		t.Skipf("io_uring unavailable: %v", errno)
+	}
+	if Close(int(ring)) {
+		t.Error("a ring descriptor reported as detached")
+	}
+	if _, err := unix.FcntlInt(ring, unix.F_GETFD, 0); err != unix.EBADF {
+		t.Fatalf("ring fd %d still open after the fallback", ring)
 	}
 }
 
