@@ -471,7 +471,7 @@ func startMasq(network, containerID, ifname, pod string, ipns []*net.IPNet) *asy
 			return
 		}
 		m.res <- c.Add(network, containerID, ifname, pod, ipns)
-		closeMasq(c)
+		c.Close()
 	}()
 	return m
 }
@@ -485,7 +485,7 @@ func (m *asyncMasq) wait() error {
 }
 
 // join waits until the goroutine is done with the socket: closed, or
-// left to the kernel to release after exit (closeMasq).
+// left to the kernel to release after exit (masq.ReleaseAfterExit).
 func (m *asyncMasq) join() { <-m.closed }
 
 // undo removes the elements again (rollback of a failed ADD).

@@ -147,14 +147,13 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 		}
 	}
 	// Closed here, after its duplicate went to the finisher: the kernel's
-	// wait on release happens there, not in this process. Without a
-	// finisher it is left to the kernel after exit where it can be.
+	// wait on release happens there, not in this process.
 	switch {
 	case mc == nil:
 	case handed:
-		mc.Close()
+		mc.CloseShared()
 	default:
-		closeMasq(mc)
+		mc.Close()
 	}
 	if conf.IPAM.Type != "" && len(errs) == 0 {
 		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {

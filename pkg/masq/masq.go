@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -166,21 +167,33 @@ func (c *Conn) Dup() (int, error) {
 	return fd, nil
 }
 
-// Close closes the socket (this is where the kernel's grace period is paid).
-func (c *Conn) Close() error { return c.c.CloseLasting() }
+var releaseAfterExit atomic.Bool
 
-// CloseDetached closes the socket but leaves its release to the kernel,
-// after this process exits (pkg/detach): releasing any nftables socket
-// waits for the destruction work of whatever anyone deleted from nftables
-// a moment earlier. Only for a process that exits soon: until then the
-// socket stays open. It falls back to Close.
-func (c *Conn) CloseDetached() {
-	fd, err := c.Dup()
-	c.Close() // the duplicate keeps the socket; this releases nothing
-	if err == nil {
-		detach.Close(fd)
+// ReleaseAfterExit is for a process that exits as soon as its work is done
+// (the plugin binary, podnsctl): from then on Close leaves each socket's
+// release to the kernel after the exit (pkg/detach). Releasing any nftables
+// socket waits until the kernel has destroyed whatever anyone deleted from
+// nftables a moment earlier (an RCU grace period): an ADD right after
+// another pod's DEL waited for that DEL. A long-lived process does not call
+// it; its closed sockets would stay open until it exits.
+func ReleaseAfterExit() { releaseAfterExit.Store(true) }
+
+// Close closes the socket. Its release, where the kernel's grace period is
+// paid, happens here, or after the process exits (ReleaseAfterExit).
+func (c *Conn) Close() error {
+	if releaseAfterExit.Load() {
+		if fd, err := c.Dup(); err == nil {
+			err := c.c.CloseLasting() // the duplicate keeps the socket
+			detach.Close(fd)
+			return err
+		}
 	}
+	return c.c.CloseLasting()
 }
+
+// CloseShared closes this process's descriptor of a socket whose duplicate
+// (Dup) another process holds: the release happens there.
+func (c *Conn) CloseShared() error { return c.c.CloseLasting() }
 
 func withConn(f func(*Conn) error) error {
 	c, err := Open()

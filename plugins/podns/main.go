@@ -22,6 +22,7 @@ import (
 
 	"github.com/podns/podns/pkg/cniplugin"
 	"github.com/podns/podns/pkg/finisher"
+	"github.com/podns/podns/pkg/masq"
 	"github.com/podns/podns/pkg/netconf"
 	_ "github.com/podns/podns/pkg/oneproc"
 )
@@ -33,7 +34,7 @@ func main() {
 		os.Exit(finisher.Main())
 	}
 	// Every verb is this process's last act.
-	cniplugin.ExitsAfterVerb()
+	masq.ReleaseAfterExit()
 	funcs := skel.CNIFuncs{
 		Add:    cniplugin.Add,
 		Del:    cniplugin.Del,

@@ -7,8 +7,8 @@ package main
 import (
 	"os"
 
-	"github.com/podns/podns/pkg/cniplugin"
 	"github.com/podns/podns/pkg/finisher"
+	"github.com/podns/podns/pkg/masq"
 	"github.com/podns/podns/sandbox/cli"
 )
 
@@ -20,6 +20,6 @@ func main() {
 	}
 	// One command per process: the CNI verbs podnsctl runs in-process
 	// (cli's default) are followed by its exit.
-	cniplugin.ExitsAfterVerb()
+	masq.ReleaseAfterExit()
 	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
