@@ -155,9 +155,17 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 	default:
 		mc.Close()
 	}
+	// The lease goes while the kernel still tears the link down (under
+	// RTNL, which any new use of the address needs first); DEL returns only
+	// once the link is unlisted.
 	if conf.IPAM.Type != "" && len(errs) == 0 {
 		if err := ipamcall.Del(context.Background(), conf.IPAM.Type, args); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if early != nil {
+		if err := early.Gone(); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s: %w", host, err))
 		}
 	}
 	if len(errs) > 0 {

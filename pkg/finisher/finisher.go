@@ -10,7 +10,8 @@
 // waits for the same kind of grace period. Neither wait changes what anyone
 // can see, so podns hands both to a child: the child sends the link delete
 // and holds the socket, the parent waits only until the kernel announces
-// the link is gone (RTM_DELLINK), then finishes its own work and exits.
+// the link down (the delete under way, under RTNL), finishes its own work
+// while the kernel tears the link down, makes sure it is unlisted, and exits.
 // The child is this same binary, re-executed with Arg; it lives a few tens
 // of milliseconds. If anything goes wrong on the child's side the parent
 // deletes the link itself, so a DEL never reports success with the link
@@ -27,7 +28,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -207,16 +207,22 @@ func (c *Child) Cancel() {
 
 // DeleteLink has the child delete the link with index idx in the process's
 // own network namespace and close fds, and returns once the link is gone
-// from the namespace: StartDelete and Finish in one.
+// from the namespace: StartDelete, Finish and Gone in one.
 func (c *Child) DeleteLink(idx int, fds ...int) error {
-	return c.StartDelete(idx).Finish(fds...)
+	d := c.StartDelete(idx)
+	if err := d.Finish(fds...); err != nil {
+		d.Gone()
+		return err
+	}
+	return d.Gone()
 }
 
 // Delete is a link delete handed to the child, not yet seen done.
 type Delete struct {
-	c   *Child
-	idx int
-	sub int // link subscription; -1 when the child was not asked
+	c    *Child
+	idx  int
+	sub  int  // link subscription; -1 when the child was not asked or once closed
+	gone bool // the link is no longer listed
 }
 
 // StartDelete has the child delete link idx now, so the kernel's part
@@ -227,7 +233,7 @@ func (c *Child) StartDelete(idx int) *Delete {
 	if c.sock < 0 {
 		return d
 	}
-	// Subscribed before the delete is sent: the announcement cannot be missed.
+	// Subscribed before the delete is sent: no announcement can be missed.
 	sub, err := subscribeDel(idx)
 	if err != nil {
 		c.Cancel()
@@ -247,58 +253,112 @@ func (c *Child) StartDelete(idx int) *Delete {
 // Finish hands the child fds to close once its delete is done (the caller
 // keeps its copies and should close them right after; their last close,
 // and the kernel's wait in it, happens in the child) and returns once the
-// link is gone from the namespace. If the child could not be asked, dies
-// first, or is silent for 10 s, Finish deletes the link itself.
+// delete is under way: the link was announced down, or gone.
 //
-// The wait is one poll(2) on the link subscription and on the child's
-// socket, which hangs up when the child exits: no timer, no lookups,
-// unless the subscription overflowed.
+// Deleting a link first closes it (announced), then unlists it, then runs
+// every subsystem's teardown for it (a bridge port's walks over all other
+// ports among them: the part that grows with pods) and only then announces
+// it gone, all under RTNL, in one request that cannot fail once it has
+// closed the link. The caller's work after Finish (a DEL's lease release)
+// runs beside that teardown; Gone then makes sure the link is unlisted.
+// An error means the link could not be deleted; Gone is still to be called.
+//
+// If the child could not be asked, dies first, or is silent for 10 s,
+// Finish deletes the link itself.
 func (d *Delete) Finish(fds ...int) error {
-	c, idx := d.c, d.idx
-	defer c.Cancel()
+	c := d.c
 	if d.sub < 0 {
-		return deleteSelf(idx)
+		d.gone = true
+		c.Cancel()
+		return deleteSelf(d.idx)
 	}
-	defer unix.Close(d.sub)
 	if len(fds) > maxFds {
 		fds = fds[:maxFds]
 	}
 	if len(fds) > 0 {
 		// One byte of data: a message must carry some for its descriptors.
-		// A child already gone does not matter here; the poll below sees it.
+		// A child already gone does not matter here; the wait sees it.
 		_ = unix.Sendmsg(c.sock, []byte{0}, unix.UnixRights(fds...), nil, unix.MSG_NOSIGNAL)
 	}
+	return d.wait(false)
+}
+
+// Gone returns once link idx is no longer listed in the namespace: at once
+// when it is already unlisted (a lookup that does not wait for RTNL), else
+// when it is announced gone. A link that was set down by someone else, not
+// by the delete, is deleted here if the child does not. It releases the
+// subscription and the child; call it once, after Finish.
+func (d *Delete) Gone() error {
+	defer d.c.Cancel()
+	defer d.closeSub()
+	if d.gone {
+		return nil
+	}
+	if d.sub < 0 {
+		d.gone = true
+		return deleteSelf(d.idx)
+	}
+	if listed, err := listed(d.idx); err == nil && !listed {
+		return nil
+	}
+	return d.wait(true)
+}
+
+func (d *Delete) closeSub() {
+	if d.sub >= 0 {
+		unix.Close(d.sub)
+		d.sub = -1
+	}
+}
+
+// wait polls the link subscription and the child's socket, which hangs up
+// when the child exits, until the link is gone (or, unless untilGone,
+// announced down). No timer, no lookups, unless the subscription
+// overflowed.
+func (d *Delete) wait(untilGone bool) error {
+	c, idx := d.c, d.idx
 	deadline := time.Now().Add(giveUp)
 	buf := make([]byte, 4096)
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
+			d.gone = true
 			return deleteSelf(idx)
 		}
 		pfd := []unix.PollFd{{Fd: int32(d.sub), Events: unix.POLLIN}, {Fd: int32(c.sock), Events: unix.POLLIN}}
 		if _, err := unix.Poll(pfd, int(left.Milliseconds())+1); err != nil && err != unix.EINTR {
+			d.gone = true
 			return deleteSelf(idx)
 		}
 		// The subscription first: the announcement is queued before the
 		// child can exit, so both may be ready at once.
 		if pfd[0].Revents != 0 {
-			gone, err := readDel(d.sub, idx, buf)
-			if err != nil || gone {
+			st, err := readDel(d.sub, idx, buf)
+			if err != nil {
 				return err
+			}
+			if st == linkGone {
+				d.gone = true
+				return nil
+			}
+			if st == linkDown && !untilGone {
+				return nil
 			}
 		}
 		if pfd[1].Revents != 0 {
 			// The child exited (its end hung up) and the link is still
 			// there, or it was never announced: delete it here.
+			d.gone = true
 			return deleteSelf(idx)
 		}
 	}
 }
 
 // subscribeDel opens a link subscription that passes only link idx's
-// RTM_DELLINK. Without a filter, every DEL of a burst reads every other
-// link's announcements (64 DELs at once made 64 x ~300 messages). The
-// filter is attached before bind, so nothing else is ever queued.
+// RTM_DELLINK and the RTM_NEWLINK that announces it down. Without a filter,
+// every DEL of a burst reads every other link's announcements (64 DELs at
+// once made 64 x ~300 messages). The filter is attached before bind, so
+// nothing else is ever queued.
 func subscribeDel(idx int) (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
@@ -315,53 +375,81 @@ func subscribeDel(idx int) (int, error) {
 	return fd, nil
 }
 
-// readDel drains the subscription and says whether link idx's RTM_DELLINK
-// was among the messages. An overflow (ENOBUFS: many links changed at
-// once) may have dropped it, so the link is looked up instead.
-func readDel(fd, idx int, buf []byte) (bool, error) {
+// What the subscription said about the link.
+const (
+	linkListed = iota // nothing new
+	linkDown          // announced down
+	linkGone          // announced deleted, or looked up and not found
+)
+
+// readDel drains the subscription and says what it announced about link
+// idx, the latest news first. An overflow (ENOBUFS: many links changed at
+// once) may have dropped the announcement, so the link is looked up instead.
+func readDel(fd, idx int, buf []byte) (int, error) {
+	st := linkListed
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			return false, nil
+			return st, nil
 		case err == unix.ENOBUFS:
-			if gone, lerr := linkGone(idx); lerr != nil || gone {
-				return gone, lerr
+			if l, lerr := listed(idx); lerr != nil {
+				return st, lerr
+			} else if !l {
+				return linkGone, nil
 			}
 			continue
 		case err != nil:
-			return false, fmt.Errorf("link subscription: %w", err)
+			return st, fmt.Errorf("link subscription: %w", err)
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
 			continue
 		}
 		for _, m := range msgs {
-			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= unix.SizeofIfInfomsg &&
-				int(nl.DeserializeIfInfomsg(m.Data).Index) == idx {
-				return true, nil
+			if len(m.Data) < unix.SizeofIfInfomsg {
+				continue
+			}
+			ifi := nl.DeserializeIfInfomsg(m.Data)
+			switch {
+			case int(ifi.Index) != idx:
+			case m.Header.Type == unix.RTM_DELLINK:
+				return linkGone, nil
+			case m.Header.Type == unix.RTM_NEWLINK && ifi.Flags&unix.IFF_UP == 0:
+				st = linkDown
 			}
 		}
 	}
 }
 
-// onlyDelLink attaches a socket filter that passes RTM_DELLINK messages
-// for link idx and drops everything else. Netlink is host-endian; classic
+// onlyDelLink attaches a socket filter that passes link idx's RTM_DELLINK,
+// and its RTM_NEWLINKs without IFF_UP, and drops everything else. Netlink is host-endian; classic
 // BPF loads are big-endian, hence the swapped constants.
 func onlyDelLink(fd, idx int) error {
 	const (
 		offType  = 4                       // nlmsghdr.nlmsg_type
 		offIndex = unix.SizeofNlMsghdr + 4 // ifinfomsg.ifi_index
+		offFlags = unix.SizeofNlMsghdr + 8 // ifinfomsg.ifi_flags
 	)
 	var t [2]byte
 	var i [4]byte
 	binary.NativeEndian.PutUint16(t[:], unix.RTM_DELLINK)
 	binary.NativeEndian.PutUint32(i[:], uint32(idx))
+	var nw [2]byte
+	binary.NativeEndian.PutUint16(nw[:], unix.RTM_NEWLINK)
+	// The byte of ifi_flags that holds IFF_UP.
+	offUp := uint32(offFlags)
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		offUp += 3
+	}
 	prog, err := bpf.Assemble([]bpf.Instruction{
 		bpf.LoadAbsolute{Off: offType, Size: 2},
-		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(binary.BigEndian.Uint16(t[:])), SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(binary.BigEndian.Uint16(t[:])), SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(binary.BigEndian.Uint16(nw[:])), SkipTrue: 5},
+		bpf.LoadAbsolute{Off: offUp, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: unix.IFF_UP, SkipTrue: 3},
 		bpf.LoadAbsolute{Off: offIndex, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: binary.BigEndian.Uint32(i[:]), SkipTrue: 1},
 		bpf.RetConstant{Val: 0xffff},
@@ -377,15 +465,28 @@ func onlyDelLink(fd, idx int) error {
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
 }
 
-func linkGone(idx int) (bool, error) {
-	_, err := (&netlink.Handle{}).LinkByIndex(idx)
-	if err == nil {
-		return false, nil
+// listed says whether link idx is still listed in the namespace. It asks
+// with SIOCGIFNAME, which looks the index up under RCU: a netlink lookup
+// would wait for RTNL, which the delete holds until its teardown is done.
+func listed(idx int) (bool, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("look up link %d: %w", idx, err)
 	}
-	if link.IsNotFound(err) {
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return false, fmt.Errorf("look up link %d: %w", idx, err)
+	}
+	ifr.SetUint32(uint32(idx))
+	switch err := unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr); err {
+	case nil:
 		return true, nil
+	case unix.ENODEV:
+		return false, nil
+	default:
+		return false, fmt.Errorf("look up link %d: %w", idx, err)
 	}
-	return false, fmt.Errorf("look up link %d: %w", idx, err)
 }
 
 // deleteSelf deletes link idx with one RTM_DELLINK; a link already gone is

@@ -5,6 +5,7 @@ package finisher
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -133,11 +134,56 @@ func TestStartDeleteOverlaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	unix.Close(p[1])
+	if err := d.Gone(); err != nil {
+		t.Fatal(err)
+	}
 	readEOF(t, p[0])
 	waitExit(t, c)
 	if code := c.ExitStatus(); code != ExitDeleted {
 		t.Fatalf("child exited %d, want %d", code, ExitDeleted)
 	}
+}
+
+// TestGoneAfterForeignDown: Finish returns once the link is announced
+// down, which is normally the delete under way. If someone else set it down
+// and the child never deletes it, Gone still returns only once the link is
+// gone, deleting it itself.
+func TestGoneAfterForeignDown(t *testing.T) {
+	testutil.RequireRoot(t)
+	idx, _, host := vethToNS(t)
+	l, err := netlink.LinkByIndex(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	// A child that holds its socket a while and deletes nothing.
+	idle := filepath.Join(t.TempDir(), "idle")
+	if err := os.WriteFile(idle, []byte("#!/bin/sh\nexec sleep 0.3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := StartExe(idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.StartDelete(idx)
+	if err := netlink.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByIndex(idx); err != nil {
+		t.Fatalf("link gone when Finish returned (%v): it should have returned on the down announcement", err)
+	}
+	if err := d.Gone(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netlink.LinkByName(host); err == nil {
+		t.Fatalf("%s still there when Gone returned", host)
+	}
+	waitExit(t, c)
 }
 
 // TestDeleteLinkChildGone: a child that died before its message makes
