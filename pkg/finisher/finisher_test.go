@@ -385,8 +385,10 @@ func waitExit(t *testing.T, c *Child) {
 	}
 }
 
-// TestOnlyDelLink: the subscription filter passes the RTM_DELLINK of the
-// one link and nothing of any other link (a new one, another's delete).
+// TestOnlyDelLink: the subscription filter passes the one link's
+// RTM_DELLINK and its RTM_NEWLINKs without IFF_UP (the start of a delete),
+// not the one announcing it up, and nothing of any other link (a new one,
+// another's delete).
 func TestOnlyDelLink(t *testing.T) {
 	testutil.RequireRoot(t)
 	mk := func() (int, string) {
@@ -428,10 +430,30 @@ func TestOnlyDelLink(t *testing.T) {
 	if msgs, _, err := sub.Receive(); err == nil {
 		t.Fatalf("filter passed %d messages about other links", len(msgs))
 	}
-	if err := netlink.LinkDel(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: want}}); err != nil {
+	wl := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: want}}
+	if err := netlink.LinkSetUp(wl); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _, err := sub.Receive(); err == nil {
+		t.Fatalf("filter passed %d messages announcing link %d up", len(msgs), want)
+	}
+	if err := netlink.LinkSetDown(wl); err != nil {
 		t.Fatal(err)
 	}
 	msgs, _, err := sub.Receive()
+	if err != nil {
+		t.Fatalf("no down announcement for link %d: %v", want, err)
+	}
+	for _, m := range msgs {
+		ifi := nl.DeserializeIfInfomsg(m.Data)
+		if m.Header.Type != unix.RTM_NEWLINK || int(ifi.Index) != want || ifi.Flags&unix.IFF_UP != 0 {
+			t.Fatalf("filter passed type %d flags %#x for link %d", m.Header.Type, ifi.Flags, ifi.Index)
+		}
+	}
+	if err := netlink.LinkDel(wl); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err = sub.Receive()
 	if err != nil {
 		t.Fatalf("no RTM_DELLINK for link %d: %v", want, err)
 	}
