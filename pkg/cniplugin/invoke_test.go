@@ -25,7 +25,7 @@ import (
 
 // invokeArgs is an attachment of a bridge network with podns-ipam in a
 // temporary data dir and a unique bridge, into netnsPath.
-func invokeArgs(t *testing.T, version, netnsPath, subnet string) (*skel.CmdArgs, string) {
+func invokeArgs(t testing.TB, version, netnsPath, subnet string) (*skel.CmdArgs, string) {
 	t.Helper()
 	netw, br := testutil.UniqueName("inv"), testutil.UniqueName("invb")
 	t.Cleanup(func() {
