@@ -106,8 +106,12 @@ func del(args *skel.CmdArgs, fin *finisher.Child, finErr error) error {
 		switch {
 		case lerr != nil:
 			errs = append(errs, lerr)
-		case ok && len(ips) > 0:
+		case ok && len(ips) > 0 && conf.IPMasq:
 			err = mc.DelAddrs(conf.Name, ips)
+		case ok && len(ips) > 0:
+			// ipMasq is off now; it may have been on at ADD. Asking first
+			// spares a transaction that fails on a missing set.
+			err = mc.DelAddrsIfSet(conf.Name, ips)
 		default:
 			// IPAM that cannot be asked, or holds nothing (a repeated DEL):
 			// find the elements by the attachment's key.

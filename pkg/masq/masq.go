@@ -427,6 +427,37 @@ func (c *Conn) DelAddrs(network string, ips []net.IP) error {
 	return nil
 }
 
+// DelAddrsIfSet is DelAddrs for a caller that cannot tell whether the
+// network ever had masquerade: a DEL whose config has ipMasq off (it may have
+// been on at ADD). It first asks, with reads that start no transaction,
+// whether the network's pod set of each family exists, and deletes only from
+// those that do. A delete from a missing set fails, and the kernel aborts a
+// failed nftables transaction only after an RCU grace period: 10-25 ms that
+// every such DEL waited here.
+func (c *Conn) DelAddrsIfSet(network string, ips []net.IP) error {
+	have := map[bool]bool{}
+	var keep []net.IP
+	for _, ip := range ips {
+		fam := v6(ip)
+		ok, seen := have[fam]
+		if !seen {
+			_, err := c.c.GetSetByName(table, PodSetName(network, fam))
+			switch {
+			case err == nil:
+				ok = true
+			case isENOENT(err):
+			default:
+				return fmt.Errorf("look up masquerade set %s: %w", PodSetName(network, fam), err)
+			}
+			have[fam] = ok
+		}
+		if ok {
+			keep = append(keep, ip)
+		}
+	}
+	return c.DelAddrs(network, keep)
+}
+
 func wrapDel(err error) error {
 	if err == nil {
 		return nil

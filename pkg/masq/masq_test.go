@@ -319,3 +319,37 @@ func TestFirstAndLastRace(t *testing.T) {
 		t.Fatalf("chain left after the last pod:\n%s", out)
 	}
 }
+
+// TestDelAddrsIfSet: a DEL whose config has ipMasq off still removes the
+// elements its ADD made (ipMasq may have been on then), and on a network
+// that never had masquerade it changes nothing and reports no error.
+func TestDelAddrsIfSet(t *testing.T) {
+	testutil.RequireRoot(t)
+	netw := testutil.UniqueName("pnm")
+	t.Cleanup(func() {
+		_ = Remove(netw, func(Rule) bool { return true })
+		_ = Prune(netw)
+	})
+	a4 := cidr(t, "10.233.4.5/24")
+	if err := Add(netw, "c1", "eth0", "", []*net.IPNet{a4}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.DelAddrsIfSet(netw, []net.IP{a4.IP, net.ParseIP("fd00:233:4::5")}); err != nil {
+		t.Fatal(err)
+	}
+	if as, err := Attachments(netw); err != nil || len(as) != 0 {
+		t.Fatalf("attachments after DelAddrsIfSet: %v %v", as, err)
+	}
+	none := testutil.UniqueName("pnm")
+	if err := c.DelAddrsIfSet(none, []net.IP{a4.IP}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := nftList(t, "set", "inet", TableName, PodSetName(none, false)); err == nil {
+		t.Fatalf("DelAddrsIfSet made a set:\n%s", out)
+	}
+}
