@@ -210,11 +210,11 @@ func (c *Child) Cancel() {
 // from the namespace: StartDelete, Finish and Gone in one.
 func (c *Child) DeleteLink(idx int, fds ...int) error {
 	d := c.StartDelete(idx)
-	if err := d.Finish(fds...); err != nil {
-		d.Gone()
-		return err
+	err := d.Finish(fds...)
+	if gerr := d.Gone(); err == nil {
+		err = gerr
 	}
-	return d.Gone()
+	return err
 }
 
 // Delete is a link delete handed to the child, not yet seen done.
@@ -298,7 +298,7 @@ func (d *Delete) Gone() error {
 		d.gone = true
 		return deleteSelf(d.idx)
 	}
-	if listed, err := listed(d.idx); err == nil && !listed {
+	if listed, err := listed(d.sub, d.idx); err == nil && !listed {
 		return nil
 	}
 	return d.wait(true)
@@ -395,7 +395,7 @@ func readDel(fd, idx int, buf []byte) (int, error) {
 		case err == unix.EAGAIN:
 			return st, nil
 		case err == unix.ENOBUFS:
-			if l, lerr := listed(idx); lerr != nil {
+			if l, lerr := listed(fd, idx); lerr != nil {
 				return st, lerr
 			} else if !l {
 				return linkGone, nil
@@ -465,15 +465,11 @@ func onlyDelLink(fd, idx int) error {
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
 }
 
-// listed says whether link idx is still listed in the namespace. It asks
+// listed says whether link idx is still listed in the namespace of fd, a
+// socket (the link subscription: no socket of its own per DEL). It asks
 // with SIOCGIFNAME, which looks the index up under RCU: a netlink lookup
 // would wait for RTNL, which the delete holds until its teardown is done.
-func listed(idx int) (bool, error) {
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return false, fmt.Errorf("look up link %d: %w", idx, err)
-	}
-	defer unix.Close(fd)
+func listed(fd, idx int) (bool, error) {
 	ifr, err := unix.NewIfreq("")
 	if err != nil {
 		return false, fmt.Errorf("look up link %d: %w", idx, err)
