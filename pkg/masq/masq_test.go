@@ -26,6 +26,17 @@ func cidr(t *testing.T, s string) *net.IPNet {
 	return n
 }
 
+// testNetwork names a network of its own for one test; its masquerade
+// state is removed when the test ends, also on failure.
+func testNetwork(t *testing.T) string {
+	netw := testutil.UniqueName("pnm")
+	t.Cleanup(func() {
+		_ = Remove(netw, func(Rule) bool { return true })
+		_ = Prune(netw)
+	})
+	return netw
+}
+
 func nftList(t *testing.T, what ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command("nft", append([]string{"list"}, what...)...).CombinedOutput()
@@ -37,11 +48,7 @@ func nftList(t *testing.T, what ...string) (string, error) {
 // removed by address and by attachment; chain and sets go with the last.
 func TestElementsLifecycle(t *testing.T) {
 	testutil.RequireRoot(t)
-	netw := testutil.UniqueName("pnm")
-	t.Cleanup(func() {
-		_ = Remove(netw, func(Rule) bool { return true })
-		_ = Prune(netw)
-	})
+	netw := testNetwork(t)
 	a4, a6 := cidr(t, "10.233.1.5/24"), cidr(t, "fd00:233:1::5/64")
 	if err := Add(netw, "c1", "eth0", "ns/p1", []*net.IPNet{a4, a6}); err != nil {
 		t.Fatal(err)
@@ -148,11 +155,7 @@ func TestElementsLifecycle(t *testing.T) {
 // network's chain and sets are gone.
 func TestRemoveMany(t *testing.T) {
 	testutil.RequireRoot(t)
-	netw := testutil.UniqueName("pnm")
-	t.Cleanup(func() {
-		_ = Remove(netw, func(Rule) bool { return true })
-		_ = Prune(netw)
-	})
+	netw := testNetwork(t)
 	c, err := Open()
 	if err != nil {
 		t.Fatal(err)
@@ -212,11 +215,7 @@ func legacyExprs(ipn *net.IPNet) []expr.Any {
 // hundreds of legacy rules works in bounded batches.
 func TestLegacyRules(t *testing.T) {
 	testutil.RequireRoot(t)
-	netw := testutil.UniqueName("pnm")
-	t.Cleanup(func() {
-		_ = Remove(netw, func(Rule) bool { return true })
-		_ = Prune(netw)
-	})
+	netw := testNetwork(t)
 	legacy := func(from, n int) {
 		c, err := nftables.New()
 		if err != nil {
@@ -271,11 +270,7 @@ func TestLegacyRules(t *testing.T) {
 // chain, rule or set from under a pod that another ADD just added.
 func TestFirstAndLastRace(t *testing.T) {
 	testutil.RequireRoot(t)
-	netw := testutil.UniqueName("pnm")
-	t.Cleanup(func() {
-		_ = Remove(netw, func(Rule) bool { return true })
-		_ = Prune(netw)
-	})
+	netw := testNetwork(t)
 	const workers, rounds = 6, 15
 	errs := make(chan error, workers)
 	for w := 0; w < workers; w++ {
@@ -325,11 +320,7 @@ func TestFirstAndLastRace(t *testing.T) {
 // that never had masquerade it changes nothing and reports no error.
 func TestDelAddrsIfSet(t *testing.T) {
 	testutil.RequireRoot(t)
-	netw := testutil.UniqueName("pnm")
-	t.Cleanup(func() {
-		_ = Remove(netw, func(Rule) bool { return true })
-		_ = Prune(netw)
-	})
+	netw := testNetwork(t)
 	a4 := cidr(t, "10.233.4.5/24")
 	if err := Add(netw, "c1", "eth0", "", []*net.IPNet{a4}); err != nil {
 		t.Fatal(err)
