@@ -38,7 +38,7 @@ func FuzzParsePod(f *testing.F) {
 			return
 		}
 		name := p.Config.GetMetadata().GetName()
-		if name == "" || len(name) > 253 || !dnsLabel().MatchString(name) || strings.ContainsAny(name, "/\x00") || strings.Contains(name, "..") {
+		if name == "" || len(name) > 253 || !dnsSubdomainRE.MatchString(name) || strings.ContainsAny(name, "/\x00") || strings.Contains(name, "..") {
 			t.Fatalf("accepted pod name %q", name)
 		}
 		if m := p.Namespaces.Network; m != ModePod && m != ModeNode {

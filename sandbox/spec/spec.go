@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -49,108 +48,14 @@ type PodNamespaces struct {
 	IPC     Mode `json:"ipc"`
 }
 
-// enumFields maps the JSON keys whose values are CRI enums to their names,
-// so configs may say "NODE" or "UDP" as well as the numbers crictl writes.
-var enumFields = map[string]map[string]int32{
-	"network":  runtimeapi.NamespaceMode_value,
-	"pid":      runtimeapi.NamespaceMode_value,
-	"ipc":      runtimeapi.NamespaceMode_value,
-	"protocol": runtimeapi.Protocol_value,
-}
-
-// normalize turns YAML into JSON and enum names into numbers, rejecting
-// names and numbers the enum does not have.
-func normalize(data []byte) ([]byte, error) {
-	// JSON is YAML too, but the YAML round trip is most of a parse; what
-	// crictl and the kubelet write is JSON.
-	js := data
-	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(data) {
-		var err error
-		if js, err = yaml.YAMLToJSON(data); err != nil {
-			return nil, err
-		}
+// configJSON returns a config as JSON: what crictl and the kubelet write
+// is JSON and is used as it is; anything else is read as YAML (JSON is YAML
+// too, but the YAML round trip is most of a parse).
+func configJSON(data []byte) ([]byte, error) {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' && json.Valid(data) {
+		return data, nil
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, ok := v.(map[string]any); !ok {
-		return nil, fmt.Errorf("expected an object at the top level")
-	}
-	if err := fixEnums(v, ""); err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
-}
-
-func fixEnums(v any, path string) error {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, val := range t {
-			p := path + "." + k
-			if names, ok := enumFields[k]; ok {
-				n, err := enumValue(names, val)
-				if err != nil {
-					return fmt.Errorf("%s: %w", strings.TrimPrefix(p, "."), err)
-				}
-				t[k] = n
-				continue
-			}
-			if err := fixEnums(val, p); err != nil {
-				return err
-			}
-		}
-	case []any:
-		for i, val := range t {
-			if err := fixEnums(val, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func enumValue(names map[string]int32, val any) (int32, error) {
-	switch t := val.(type) {
-	case string:
-		if n, ok := names[strings.ToUpper(t)]; ok {
-			return n, nil
-		}
-		return 0, fmt.Errorf("unknown value %q (want one of %s)", t, enumList(names))
-	case json.Number:
-		n, err := strconv.ParseInt(string(t), 10, 32)
-		if err == nil {
-			for _, v := range names {
-				if v == int32(n) {
-					return v, nil
-				}
-			}
-		}
-		return 0, fmt.Errorf("unknown value %s (want one of %s)", t, enumList(names))
-	}
-	return 0, fmt.Errorf("unknown value %v (want one of %s)", val, enumList(names))
-}
-
-func enumList(names map[string]int32) string {
-	out := make([]string, len(names))
-	for k, v := range names {
-		if int(v) < len(out) {
-			out[v] = k
-		}
-	}
-	return strings.Join(out, "|")
-}
-
-func decodeStrict(data []byte, into any) error {
-	js, err := normalize(data)
-	if err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	return dec.Decode(into)
+	return yaml.YAMLToJSON(data)
 }
 
 // ReadFile reads a config file; "-" means standard input.
@@ -163,17 +68,30 @@ func ReadFile(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// Compiled on first use: podnsctl commands that parse no config (rmp,
-// stopp, ps...) need neither.
-var (
-	dnsLabel = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	})
-	// sysctl names as the kubelet accepts them, with dots or slashes.
-	sysctlName = sync.OnceValue(func() *regexp.Regexp {
-		return regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
-	})
-)
+// sysctlName matches sysctl names as the kubelet accepts them, with dots
+// or slashes; compiled on first use, as few pods set sysctls.
+var sysctlName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9]([-_a-z0-9]*[a-z0-9])?([./][a-z0-9]([-_a-z0-9]*[a-z0-9])?)*$`)
+})
+
+// isDNSSubdomain says whether s is dot-separated labels of lower-case
+// letters, digits and inner hyphens, each starting and ending with a
+// letter or digit (the length limits are the caller's). Written out, not a
+// regexp: every runp checks a name, and compiling the regexp was a tenth
+// of a millisecond of a fresh podnsctl.
+func isDNSSubdomain(s string) bool {
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Pod is a parsed and validated pod config.
 type Pod struct {
@@ -185,18 +103,22 @@ type Pod struct {
 
 // ParsePod parses and validates a PodSandboxConfig in JSON or YAML.
 func ParsePod(data []byte) (*Pod, error) {
-	cfg := &runtimeapi.PodSandboxConfig{}
-	if err := decodeStrict(data, cfg); err != nil {
+	js, err := configJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("malformed pod config: %w", err)
+	}
+	cfg, err := runtimeapi.DecodePodSandboxConfig(js)
+	if err != nil {
 		return nil, fmt.Errorf("malformed pod config: %w", err)
 	}
 	md := cfg.GetMetadata()
 	if md.GetName() == "" {
 		return nil, fmt.Errorf("invalid pod config: metadata.name is required")
 	}
-	if len(md.GetName()) > 253 || !dnsLabel().MatchString(md.GetName()) {
+	if len(md.GetName()) > 253 || !isDNSSubdomain(md.GetName()) {
 		return nil, fmt.Errorf("invalid pod config: metadata.name %q is not a DNS subdomain", md.GetName())
 	}
-	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || !dnsLabel().MatchString(h)) {
+	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || !isDNSSubdomain(h)) {
 		return nil, fmt.Errorf("invalid pod config: hostname %q is not a valid host name", h)
 	}
 	p := &Pod{Config: cfg, Sysctls: map[string]string{}}
@@ -281,8 +203,12 @@ type Container struct {
 
 // ParseContainer parses and validates a ContainerConfig in JSON or YAML.
 func ParseContainer(data []byte) (*Container, error) {
-	cfg := &runtimeapi.ContainerConfig{}
-	if err := decodeStrict(data, cfg); err != nil {
+	js, err := configJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("malformed container config: %w", err)
+	}
+	cfg, err := runtimeapi.DecodeContainerConfig(js)
+	if err != nil {
 		return nil, fmt.Errorf("malformed container config: %w", err)
 	}
 	if err := ValidateContainer(cfg); err != nil {
@@ -297,7 +223,7 @@ func ValidateContainer(cfg *runtimeapi.ContainerConfig) error {
 	if name == "" {
 		return fmt.Errorf("invalid container config: metadata.name is required")
 	}
-	if len(name) > 63 || !dnsLabel().MatchString(name) || strings.Contains(name, ".") {
+	if len(name) > 63 || !isDNSSubdomain(name) || strings.Contains(name, ".") {
 		return fmt.Errorf("invalid container config: metadata.name %q is not a DNS label", name)
 	}
 	if len(cfg.GetCommand())+len(cfg.GetArgs()) == 0 {

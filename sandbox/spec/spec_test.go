@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -101,4 +102,19 @@ func TestSysctlNamesWithDottedInterfaces(t *testing.T) {
 			t.Fatalf("%s parsed as %v, want net.ipv4.conf.eth0/100.rp_filter", in, p.Sysctls)
 		}
 	}
+}
+
+// dnsSubdomainRE is the DNS subdomain syntax isDNSSubdomain writes out.
+var dnsSubdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// FuzzDNSSubdomain: isDNSSubdomain agrees with the regular expression.
+func FuzzDNSSubdomain(f *testing.F) {
+	for _, s := range []string{"a", "a.b-c", "-a", "a-", "a..b", ".a", "a.", "", "A", "a_b", "0-0.9", "ä"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isDNSSubdomain(s), dnsSubdomainRE.MatchString(s); got != want {
+			t.Fatalf("%q: isDNSSubdomain %v, regexp %v", s, got, want)
+		}
+	})
 }
