@@ -157,9 +157,11 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string, early *n
 			return nil, fmt.Errorf("pod %s/%s attempt %d already exists (id %s)", md.GetNamespace(), md.GetName(), md.GetAttempt(), o.ID)
 		}
 	}
-	raw, err := json.Marshal(cfg)
-	if err != nil {
-		return nil, err
+	// The record keeps the config as given: re-encoding the decoded one
+	// would have encoding/json describe every CRI type in this process.
+	raw := p.JSON
+	if !json.Valid(raw) {
+		return nil, errors.New("pod config: not JSON")
 	}
 	pod := &state.Pod{
 		ID: newID(), Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),
@@ -771,13 +773,9 @@ func (r *Runtime) warmDel(list *cni.List) {
 func (r *Runtime) cniDel(ctx context.Context, pod *state.Pod, list *cni.List, force bool) error {
 	// The record holds the config podnsctl validated and wrote itself; the
 	// DEL needs only what becomes capabilities.
-	var caps struct {
-		PortMappings []*runtimeapi.PortMapping `json:"port_mappings"`
-		Annotations  map[string]string         `json:"annotations"`
-	}
 	cfg := &runtimeapi.PodSandboxConfig{}
-	if json.Unmarshal(pod.Config, &caps) == nil {
-		cfg.PortMappings, cfg.Annotations = caps.PortMappings, caps.Annotations
+	if saved, err := runtimeapi.DecodePodSandboxConfig(pod.Config); err == nil {
+		cfg.PortMappings, cfg.Annotations = saved.PortMappings, saved.Annotations
 	}
 	a := r.attachment(pod, cfg)
 	if a.NetNS == "" && pod.Network == string(spec.ModePod) {

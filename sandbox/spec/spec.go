@@ -95,7 +95,9 @@ func isDNSSubdomain(s string) bool {
 
 // Pod is a parsed and validated pod config.
 type Pod struct {
-	Config     *runtimeapi.PodSandboxConfig
+	Config *runtimeapi.PodSandboxConfig
+	// JSON is the config as it was given, in JSON (YAML converted).
+	JSON       []byte
 	Namespaces PodNamespaces
 	// Sysctls are the config's linux.sysctls with names in dotted form.
 	Sysctls map[string]string
@@ -121,7 +123,7 @@ func ParsePod(data []byte) (*Pod, error) {
 	if h := cfg.GetHostname(); h != "" && (len(h) > 64 || !isDNSSubdomain(h)) {
 		return nil, fmt.Errorf("invalid pod config: hostname %q is not a valid host name", h)
 	}
-	p := &Pod{Config: cfg, Sysctls: map[string]string{}}
+	p := &Pod{Config: cfg, JSON: js, Sysctls: map[string]string{}}
 	nso := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	p.Namespaces = PodNamespaces{
 		Network: modeOf(nso.GetNetwork()),
