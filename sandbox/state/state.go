@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/podns/podns/pkg/atomicfile"
+	"github.com/podns/podns/pkg/jsonobj"
 
 	"golang.org/x/sys/unix"
 )
@@ -157,7 +158,11 @@ func (s *Store) SavePod(p *Pod) error {
 	if err := os.Mkdir(s.PodDir(p.ID), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("pod dir: %w", err)
 	}
-	if err := writeJSON(filepath.Join(s.PodDir(p.ID), PodFile), p); err != nil {
+	data, err := p.encode()
+	if err == nil {
+		err = WriteFileAtomic(filepath.Join(s.PodDir(p.ID), PodFile), append(data, '\n'), 0o600)
+	}
+	if err != nil {
 		return fmt.Errorf("save pod %s: %w", p.ID, err)
 	}
 	return nil
@@ -181,13 +186,33 @@ func (s *Store) LoadPod(id string) (*Pod, error) {
 		return nil, err
 	}
 	p := &Pod{}
-	if err := json.Unmarshal(data, p); err != nil {
+	if err := p.decode(data); err != nil {
 		return nil, fmt.Errorf("pod %s: corrupt record: %w", id, err)
 	}
 	if p.ID != id {
 		return nil, fmt.Errorf("pod %s: corrupt record: it names pod %q", id, p.ID)
 	}
 	return p, nil
+}
+
+// decode reads a record as json.Unmarshal does, member by member
+// (pkg/jsonobj): rmp and the other verbs read one record per process, and
+// encoding/json describing the Pod type first was 0.1-0.2 ms of it.
+func (p *Pod) decode(data []byte) error {
+	o, err := jsonobj.Decode(data)
+	if err != nil {
+		return err
+	}
+	return o.GetAll(
+		jsonobj.F("id", &p.ID), jsonobj.F("name", &p.Name), jsonobj.F("namespace", &p.Namespace),
+		jsonobj.F("uid", &p.UID), jsonobj.F("attempt", &p.Attempt), jsonobj.F("phase", &p.Phase),
+		jsonobj.F("mode", &p.Mode), jsonobj.F("networkMode", &p.Network), jsonobj.F("pidMode", &p.PID),
+		jsonobj.F("ipcMode", &p.IPC), jsonobj.F("hostname", &p.Hostname), jsonobj.F("labels", &p.Labels),
+		jsonobj.F("holderPid", &p.Holder), jsonobj.F("holderStart", &p.HolderStart), jsonobj.F("pins", &p.Pins),
+		jsonobj.F("nsInodes", &p.NSInodes), jsonobj.F("cniNetwork", &p.CNINetwork), jsonobj.F("cniAdded", &p.CNIAdded),
+		jsonobj.F("ips", &p.IPs), jsonobj.F("cgroupParent", &p.CgroupParent), jsonobj.F("resolvConf", &p.ResolvConf),
+		jsonobj.F("createdAt", &p.CreatedAt), jsonobj.F("config", &p.Config),
+	)
 }
 
 // PodIDs lists every pod directory, including half-made ones with no record.
