@@ -20,8 +20,14 @@ TARGETS=(${FUZZ_TARGETS:-
 	./pkg/ipam:FuzzLoadConfig
 	./pkg/ipam:FuzzDecodeMatchesUnmarshal
 	./pkg/cniplugin:FuzzResultConversion
+	./pkg/cniresult:FuzzEquivalence
+	./pkg/jsonstr:FuzzAppend
 	./sandbox/spec:FuzzParsePod
 	./sandbox/spec:FuzzParseContainer
+	./sandbox/spec:FuzzDNSSubdomain
+	./sandbox/spec/cri:FuzzDecodeSame
+	./sandbox/state:FuzzDecodePod
+	./sandbox/state:FuzzEncodePod
 })
 
 logdir=${FUZZ_LOG_DIR:-}

@@ -13,10 +13,11 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/podns/podns/pkg/jsonstr"
 )
 
 // Print writes to w the bytes types.PrintResult(r, cniVersion) writes to
@@ -250,59 +251,8 @@ func list[T any](e *encoder, key string, items []*T, fields func(*T) bool) bool 
 	return true
 }
 
-const hex = "0123456789abcdef"
-
 // appendString appends s as the library prints it. The first marshal
 // replaces each byte of invalid UTF-8 with the escape \ufffd, which decodes
 // to U+FFFD, which the second marshal writes as is; everything else ends up
-// escaped once the HTML-safe way: ", \, <, >, &, control characters, U+2028
-// and U+2029.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, "\uFFFD"...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// escaped once the HTML-safe way.
+func appendString(b []byte, s string) []byte { return jsonstr.Append(b, s, jsonstr.Replaced) }
