@@ -19,10 +19,16 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/podns/podns/pkg/cniresult"
+	"github.com/podns/podns/pkg/heir"
 	"github.com/podns/podns/pkg/ipam"
 	"github.com/podns/podns/pkg/ipam/store"
 	_ "github.com/podns/podns/pkg/oneproc"
 )
+
+// The runtime waits for this process's exit, and an exit first frees the
+// address space; an heir holding it lets the kernel do that just after
+// (pkg/heir). Started in an init: on the main thread.
+func init() { heir.Start() }
 
 func main() {
 	if len(os.Args) == 3 && os.Getenv("CNI_COMMAND") == "" {
