@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,30 +72,16 @@ func netlinkInodes(t *testing.T) map[uint64]bool {
 // TestReleasedAfterExit: a detached socket outlives its descriptor while
 // the process runs, and the kernel releases it once the process is gone.
 func TestReleasedAfterExit(t *testing.T) {
-	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
-	cmd.Env = append(os.Environ(), "DETACH_TEST_CHILD=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
-	ino, err := strconv.ParseUint(strings.TrimSpace(line), 10, 64)
+	h, line := testutil.StartHelper(t, "DETACH_TEST_CHILD=1")
+	ino, err := strconv.ParseUint(line, 10, 64)
 	if err != nil {
 		t.Fatalf("child: %q", line)
 	}
 	if !netlinkInodes(t)[ino] {
 		t.Fatalf("socket %d gone while its process still runs", ino)
 	}
-	stdin.Close()
-	if err := cmd.Wait(); err != nil {
+	h.Stdin.Close()
+	if err := h.Cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

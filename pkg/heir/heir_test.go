@@ -5,6 +5,7 @@ package heir
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/podns/podns/pkg/testutil"
 )
 
 // The test binary, run with helperEnv set, starts an heir (from a package
@@ -66,33 +69,15 @@ func gone(pid int, d time.Duration) bool {
 
 // runHelper starts the helper and returns it, its heir's PID and the pipe
 // that lets it go on.
-func runHelper(t *testing.T, mode string) (*exec.Cmd, int, *os.File, *bufio.Reader) {
+func runHelper(t *testing.T, mode string) (*exec.Cmd, int, io.WriteCloser, *bufio.Reader) {
 	t.Helper()
 	// This process adopts the heir once the helper is gone, so the test
 	// reaps it and leaves no zombie for init.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+mode)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	r := bufio.NewReader(out)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	h, line := testutil.StartHelper(t, helperEnv+"="+mode)
+	pid, err := strconv.Atoi(line)
 	if err != nil || pid <= 0 {
 		t.Fatalf("helper started no heir: %q", line)
 	}
@@ -103,7 +88,7 @@ func runHelper(t *testing.T, mode string) (*exec.Cmd, int, *os.File, *bufio.Read
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, 0, nil)
 	})
-	return cmd, pid, in.(*os.File), r
+	return h.Cmd, pid, h.Stdin, h.Out
 }
 
 // TestHeirHoldsOnlyTheMemory: the heir shares the helper's address space,

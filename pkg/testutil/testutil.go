@@ -5,13 +5,16 @@
 package testutil
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -95,4 +98,39 @@ func RemoveBuiltBinaries() {
 	if binDir != "" && os.Getenv("PODNS_BIN_DIR") == "" {
 		os.RemoveAll(binDir)
 	}
+}
+
+// Helper is the running test binary started again as a helper process:
+// its TestMain sees env and plays the helper instead of running tests.
+type Helper struct {
+	Cmd   *exec.Cmd
+	Stdin io.WriteCloser
+	Out   *bufio.Reader
+}
+
+// StartHelper starts the helper with env (NAME=value) added and returns it
+// with the first line it printed, trimmed. When the test ends the helper
+// is killed and waited for.
+func StartHelper(t testing.TB, env string) (*Helper, string) {
+	t.Helper()
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), env)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	h := &Helper{Cmd: cmd, Stdin: in, Out: bufio.NewReader(out)}
+	line, err := h.Out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("helper: %v (first line %q)", err, line)
+	}
+	return h, strings.TrimSpace(line)
 }
