@@ -32,12 +32,13 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/podns/podns/pkg/finisher/spawn"
 	"github.com/podns/podns/pkg/link"
 )
 
 // Arg is the first argument that makes the plugin binary run Main. Runtimes
 // exec CNI plugins without arguments, so it never collides with a verb.
-const Arg = "--podns-finish"
+const Arg = spawn.Arg
 
 // maxFds bounds the descriptors handed over (Finish); more are left to
 // the caller.
@@ -59,15 +60,22 @@ type Child struct {
 	status int
 }
 
-// Start forks and execs the child. It waits on a socket for the index of
-// the link to delete (StartDelete); a parent that cancels or exits without
-// sending one lets it exit at once.
+// Start returns DEL's finisher: the one pkg/finisher/spawn started from
+// its package init in a DEL of the plugin binary, else a new one. The child
+// waits on a socket for the index of the link to delete (StartDelete); a
+// parent that cancels or exits without sending one lets it exit at once.
 //
-// syscall.ForkExec rather than os/exec: os.StartProcess probes pidfd
-// support with a throw-away fork, opens /dev/null once per standard
-// descriptor and needs a thread blocked in wait; here one /dev/null serves
-// all three and the child is reaped through its pidfd by the netpoller.
-func Start() (*Child, error) { return StartExe("/proc/self/exe") }
+// syscall.ForkExec (spawn.Start) rather than os/exec: os.StartProcess
+// probes pidfd support with a throw-away fork, opens /dev/null once per
+// standard descriptor and needs a thread blocked in wait; here one
+// /dev/null serves all three and the child is reaped through its pidfd by
+// the netpoller.
+func Start() (*Child, error) {
+	if p, ok := spawn.Take(); ok {
+		return adopt(p), nil // started by spawn's init, if linked
+	}
+	return StartExe("/proc/self/exe")
+}
 
 // StartExe is Start with the child run from exe, another binary that hands
 // Arg to Main (the podns plugin): a caller whose own binary starts slower
@@ -75,35 +83,17 @@ func Start() (*Child, error) { return StartExe("/proc/self/exe") }
 // binary that does not speak the protocol exits without deleting anything,
 // and Finish then deletes the link itself.
 func StartExe(exe string) (*Child, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	p, err := spawn.Start(exe)
 	if err != nil {
-		return nil, fmt.Errorf("finisher socketpair: %w", err)
-	}
-	defer unix.Close(fds[1])
-	// The child must not hold the plugin's stdout or stderr: a runtime
-	// reads them to EOF, which would then wait for the child.
-	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(fds[0])
-		return nil, fmt.Errorf("finisher stdio: %w", err)
-	}
-	defer unix.Close(null)
-	pidfd := -1
-	pid, err := syscall.ForkExec(exe, []string{exe, Arg}, &syscall.ProcAttr{
-		// One P and no GC: the child makes a few syscalls and exits.
-		Env:   []string{"GOMAXPROCS=1", "GOGC=off"},
-		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(fds[1])}, // socket is fd 3
-		// Its own session: a runtime that kills the plugin's process group
-		// on timeout must not stop a delete half way through.
-		Sys: &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd},
-	})
-	if err != nil {
-		unix.Close(fds[0])
 		return nil, fmt.Errorf("start finisher: %w", err)
 	}
-	c := &Child{pid: pid, sock: fds[0], exited: make(chan struct{})}
-	c.reap(pidfd)
-	return c, nil
+	return adopt(p), nil
+}
+
+func adopt(p spawn.Proc) *Child {
+	c := &Child{pid: p.Pid, sock: p.Sock, exited: make(chan struct{})}
+	c.reap(p.PidFD)
+	return c
 }
 
 // reap collects the child's exit status as soon as it exits, so it is

@@ -1,0 +1,63 @@
+//go:build linux
+
+package spawn_test
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/podns/podns/pkg/finisher/spawn"
+	"github.com/podns/podns/pkg/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// TestInitialisedEarly: in a DEL of the podns binary, spawn initialises
+// (and starts the finisher) before the heavy packages the plugin links, so
+// the finisher's start overlaps their initialisation.
+func TestInitialisedEarly(t *testing.T) {
+	const self = "github.com/podns/podns/pkg/finisher/spawn"
+	bin := filepath.Join(testutil.BinDir(t), "podns")
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"CNI_COMMAND=DEL", "CNI_CONTAINERID=" + testutil.UniqueName("spw"), "CNI_IFNAME=eth0", "CNI_NETNS=",
+		"CNI_PATH=" + filepath.Dir(bin), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GODEBUG=inittrace=1"}
+	cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0","name":"spawntest","type":"podns","bridge":"spawntestbr"}`)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("DEL: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	heavy := map[string]bool{
+		"github.com/vishvananda/netlink": true, "github.com/google/nftables": true,
+		"go.etcd.io/bbolt": true, "github.com/containernetworking/cni/pkg/version": true, "os": true,
+	}
+	found := false
+	sc := bufio.NewScanner(&stderr)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "init" {
+			continue
+		}
+		if f[1] == self {
+			found = true
+			break
+		}
+		if heavy[f[1]] {
+			t.Fatalf("%s initialises before %s", f[1], self)
+		}
+	}
+	if !found {
+		t.Fatalf("the podns binary does not initialise %s:\n%s", self, stderr.String())
+	}
+}
+
+// TestTakeOnce: nothing was started in this process (no CNI_COMMAND=DEL).
+func TestTakeOnce(t *testing.T) {
+	if _, ok := spawn.Take(); ok {
+		t.Fatal("Take returned a finisher no init started")
+	}
+}
