@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -159,9 +158,9 @@ func (r *Runtime) RunPod(ctx context.Context, p *spec.Pod, mode string, early *n
 	}
 	// The record keeps the config as given: re-encoding the decoded one
 	// would have encoding/json describe every CRI type in this process.
-	raw := p.JSON
-	if !json.Valid(raw) {
-		return nil, errors.New("pod config: not JSON")
+	raw := p.JSON // checked by spec.ParsePod
+	if len(raw) == 0 {
+		return nil, errors.New("pod config: no JSON (not from spec.ParsePod)")
 	}
 	pod := &state.Pod{
 		ID: newID(), Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),

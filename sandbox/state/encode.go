@@ -5,6 +5,7 @@ package state
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -35,7 +36,7 @@ func (p *Pod) encode() ([]byte, error) {
 	if len(p.NSInodes) > 0 {
 		w.key("nsInodes")
 		w.b = append(w.b, '{')
-		for i, k := range sortedKeys(p.NSInodes) {
+		for i, k := range slices.Sorted(maps.Keys(p.NSInodes)) {
 			if i > 0 {
 				w.b = append(w.b, ',')
 			}
@@ -132,7 +133,7 @@ func (w *objectWriter) strMap(k string, m map[string]string) {
 	}
 	w.key(k)
 	w.b = append(w.b, '{')
-	for i, mk := range sortedKeys(m) {
+	for i, mk := range slices.Sorted(maps.Keys(m)) {
 		if i > 0 {
 			w.b = append(w.b, ',')
 		}
@@ -140,15 +141,6 @@ func (w *objectWriter) strMap(k string, m map[string]string) {
 		w.b = appendString(w.b, m[mk])
 	}
 	w.b = append(w.b, '}')
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func appendString(b []byte, s string) []byte { return jsonstr.Append(b, s, jsonstr.Escaped) }

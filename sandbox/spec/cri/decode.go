@@ -95,17 +95,6 @@ func memberIndex(key string, names []string) int {
 	return -1
 }
 
-// sortedKeys gives an object's members in a fixed order, so the same bad
-// config always gets the same error.
-func sortedKeys(o jsonobj.Object) []string {
-	keys := make([]string, 0, len(o))
-	for k := range o {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 func isNull(v json.RawMessage) bool { return string(bytes.TrimSpace(v)) == "null" }
 
 // decodeValue decodes a member whose type has no struct in it.

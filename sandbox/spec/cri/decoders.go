@@ -2,12 +2,17 @@
 
 package cri
 
-import "github.com/podns/podns/pkg/jsonobj"
+import (
+	"maps"
+	"slices"
+
+	"github.com/podns/podns/pkg/jsonobj"
+)
 
 var membersCDIDevice = []string{"name"}
 
 func (x *CDIDevice) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersCDIDevice) {
@@ -26,7 +31,7 @@ func (x *CDIDevice) decodeMembers(o jsonobj.Object) error {
 var membersCapability = []string{"add_capabilities", "drop_capabilities", "add_ambient_capabilities"}
 
 func (x *Capability) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersCapability) {
@@ -49,7 +54,7 @@ func (x *Capability) decodeMembers(o jsonobj.Object) error {
 var membersContainerConfig = []string{"metadata", "image", "command", "args", "working_dir", "envs", "mounts", "devices", "labels", "annotations", "log_path", "stdin", "stdin_once", "tty", "linux", "windows", "CDI_devices", "stop_signal"}
 
 func (x *ContainerConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersContainerConfig) {
@@ -102,7 +107,7 @@ func (x *ContainerConfig) decodeMembers(o jsonobj.Object) error {
 var membersContainerMetadata = []string{"name", "attempt"}
 
 func (x *ContainerMetadata) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersContainerMetadata) {
@@ -123,7 +128,7 @@ func (x *ContainerMetadata) decodeMembers(o jsonobj.Object) error {
 var membersDNSConfig = []string{"servers", "searches", "options"}
 
 func (x *DNSConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersDNSConfig) {
@@ -146,7 +151,7 @@ func (x *DNSConfig) decodeMembers(o jsonobj.Object) error {
 var membersDevice = []string{"container_path", "host_path", "permissions"}
 
 func (x *Device) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersDevice) {
@@ -169,7 +174,7 @@ func (x *Device) decodeMembers(o jsonobj.Object) error {
 var membersHugepageLimit = []string{"page_size", "limit"}
 
 func (x *HugepageLimit) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersHugepageLimit) {
@@ -190,7 +195,7 @@ func (x *HugepageLimit) decodeMembers(o jsonobj.Object) error {
 var membersIDMapping = []string{"host_id", "container_id", "length"}
 
 func (x *IDMapping) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersIDMapping) {
@@ -213,7 +218,7 @@ func (x *IDMapping) decodeMembers(o jsonobj.Object) error {
 var membersImageSpec = []string{"image", "annotations", "user_specified_image", "runtime_handler", "image_ref"}
 
 func (x *ImageSpec) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersImageSpec) {
@@ -240,7 +245,7 @@ func (x *ImageSpec) decodeMembers(o jsonobj.Object) error {
 var membersInt64Value = []string{"value"}
 
 func (x *Int64Value) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersInt64Value) {
@@ -259,7 +264,7 @@ func (x *Int64Value) decodeMembers(o jsonobj.Object) error {
 var membersLinuxContainerConfig = []string{"resources", "security_context"}
 
 func (x *LinuxContainerConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersLinuxContainerConfig) {
@@ -280,7 +285,7 @@ func (x *LinuxContainerConfig) decodeMembers(o jsonobj.Object) error {
 var membersLinuxContainerResources = []string{"cpu_period", "cpu_quota", "cpu_shares", "memory_limit_in_bytes", "oom_score_adj", "cpuset_cpus", "cpuset_mems", "hugepage_limits", "unified", "memory_swap_limit_in_bytes"}
 
 func (x *LinuxContainerResources) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersLinuxContainerResources) {
@@ -317,7 +322,7 @@ func (x *LinuxContainerResources) decodeMembers(o jsonobj.Object) error {
 var membersLinuxContainerSecurityContext = []string{"capabilities", "privileged", "namespace_options", "selinux_options", "run_as_user", "run_as_group", "run_as_username", "readonly_rootfs", "supplemental_groups", "supplemental_groups_policy", "no_new_privs", "masked_paths", "readonly_paths", "seccomp", "apparmor", "apparmor_profile", "seccomp_profile_path"}
 
 func (x *LinuxContainerSecurityContext) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersLinuxContainerSecurityContext) {
@@ -368,7 +373,7 @@ func (x *LinuxContainerSecurityContext) decodeMembers(o jsonobj.Object) error {
 var membersLinuxPodSandboxConfig = []string{"cgroup_parent", "security_context", "sysctls", "overhead", "resources"}
 
 func (x *LinuxPodSandboxConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersLinuxPodSandboxConfig) {
@@ -395,7 +400,7 @@ func (x *LinuxPodSandboxConfig) decodeMembers(o jsonobj.Object) error {
 var membersLinuxSandboxSecurityContext = []string{"namespace_options", "selinux_options", "run_as_user", "run_as_group", "readonly_rootfs", "supplemental_groups", "supplemental_groups_policy", "privileged", "seccomp", "apparmor", "seccomp_profile_path"}
 
 func (x *LinuxSandboxSecurityContext) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersLinuxSandboxSecurityContext) {
@@ -434,7 +439,7 @@ func (x *LinuxSandboxSecurityContext) decodeMembers(o jsonobj.Object) error {
 var membersMount = []string{"container_path", "host_path", "readonly", "selinux_relabel", "propagation", "uidMappings", "gidMappings", "recursive_read_only", "image", "image_sub_path", "mount_options"}
 
 func (x *Mount) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersMount) {
@@ -473,7 +478,7 @@ func (x *Mount) decodeMembers(o jsonobj.Object) error {
 var membersNamespaceOption = []string{"network", "pid", "ipc", "target_id", "userns_options"}
 
 func (x *NamespaceOption) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersNamespaceOption) {
@@ -500,7 +505,7 @@ func (x *NamespaceOption) decodeMembers(o jsonobj.Object) error {
 var membersPodSandboxConfig = []string{"metadata", "hostname", "log_directory", "dns_config", "port_mappings", "labels", "annotations", "linux", "windows"}
 
 func (x *PodSandboxConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersPodSandboxConfig) {
@@ -535,7 +540,7 @@ func (x *PodSandboxConfig) decodeMembers(o jsonobj.Object) error {
 var membersPodSandboxMetadata = []string{"name", "uid", "namespace", "attempt"}
 
 func (x *PodSandboxMetadata) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersPodSandboxMetadata) {
@@ -560,7 +565,7 @@ func (x *PodSandboxMetadata) decodeMembers(o jsonobj.Object) error {
 var membersPortMapping = []string{"protocol", "container_port", "host_port", "host_ip"}
 
 func (x *PortMapping) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersPortMapping) {
@@ -585,7 +590,7 @@ func (x *PortMapping) decodeMembers(o jsonobj.Object) error {
 var membersSELinuxOption = []string{"user", "role", "type", "level"}
 
 func (x *SELinuxOption) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersSELinuxOption) {
@@ -610,7 +615,7 @@ func (x *SELinuxOption) decodeMembers(o jsonobj.Object) error {
 var membersSecurityProfile = []string{"profile_type", "localhost_ref"}
 
 func (x *SecurityProfile) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersSecurityProfile) {
@@ -631,7 +636,7 @@ func (x *SecurityProfile) decodeMembers(o jsonobj.Object) error {
 var membersUserNamespace = []string{"mode", "uids", "gids"}
 
 func (x *UserNamespace) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersUserNamespace) {
@@ -654,7 +659,7 @@ func (x *UserNamespace) decodeMembers(o jsonobj.Object) error {
 var membersWindowsContainerConfig = []string{"resources", "security_context"}
 
 func (x *WindowsContainerConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsContainerConfig) {
@@ -675,7 +680,7 @@ func (x *WindowsContainerConfig) decodeMembers(o jsonobj.Object) error {
 var membersWindowsContainerResources = []string{"cpu_shares", "cpu_count", "cpu_maximum", "memory_limit_in_bytes", "rootfs_size_in_bytes", "affinity_cpus"}
 
 func (x *WindowsContainerResources) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsContainerResources) {
@@ -704,7 +709,7 @@ func (x *WindowsContainerResources) decodeMembers(o jsonobj.Object) error {
 var membersWindowsContainerSecurityContext = []string{"run_as_username", "credential_spec", "host_process"}
 
 func (x *WindowsContainerSecurityContext) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsContainerSecurityContext) {
@@ -727,7 +732,7 @@ func (x *WindowsContainerSecurityContext) decodeMembers(o jsonobj.Object) error 
 var membersWindowsCpuGroupAffinity = []string{"cpu_mask", "cpu_group"}
 
 func (x *WindowsCpuGroupAffinity) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsCpuGroupAffinity) {
@@ -748,7 +753,7 @@ func (x *WindowsCpuGroupAffinity) decodeMembers(o jsonobj.Object) error {
 var membersWindowsNamespaceOption = []string{"network"}
 
 func (x *WindowsNamespaceOption) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsNamespaceOption) {
@@ -767,7 +772,7 @@ func (x *WindowsNamespaceOption) decodeMembers(o jsonobj.Object) error {
 var membersWindowsPodSandboxConfig = []string{"security_context"}
 
 func (x *WindowsPodSandboxConfig) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsPodSandboxConfig) {
@@ -786,7 +791,7 @@ func (x *WindowsPodSandboxConfig) decodeMembers(o jsonobj.Object) error {
 var membersWindowsSandboxSecurityContext = []string{"run_as_username", "credential_spec", "host_process", "namespace_options"}
 
 func (x *WindowsSandboxSecurityContext) decodeMembers(o jsonobj.Object) error {
-	for _, k := range sortedKeys(o) {
+	for _, k := range slices.Sorted(maps.Keys(o)) {
 		v := o[k]
 		var err error
 		switch memberIndex(k, membersWindowsSandboxSecurityContext) {
