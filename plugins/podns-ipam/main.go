@@ -19,16 +19,11 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/podns/podns/pkg/cniresult"
-	"github.com/podns/podns/pkg/heir"
+	_ "github.com/podns/podns/pkg/heir/start" // the exit is reported before the address space is freed
 	"github.com/podns/podns/pkg/ipam"
 	"github.com/podns/podns/pkg/ipam/store"
 	_ "github.com/podns/podns/pkg/oneproc"
 )
-
-// The runtime waits for this process's exit, and an exit first frees the
-// address space; an heir holding it lets the kernel do that just after
-// (pkg/heir). Started in an init: on the main thread.
-func init() { heir.Start() }
 
 func main() {
 	if len(os.Args) == 3 && os.Getenv("CNI_COMMAND") == "" {

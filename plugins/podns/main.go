@@ -22,16 +22,11 @@ import (
 
 	"github.com/podns/podns/pkg/cniplugin"
 	"github.com/podns/podns/pkg/finisher"
-	"github.com/podns/podns/pkg/heir"
+	_ "github.com/podns/podns/pkg/heir/start" // the exit is reported before the address space is freed
 	"github.com/podns/podns/pkg/masq"
 	"github.com/podns/podns/pkg/netconf"
 	_ "github.com/podns/podns/pkg/oneproc"
 )
-
-// The runtime waits for this process's exit, and an exit first frees the
-// address space; an heir holding it lets the kernel do that just after
-// (pkg/heir). Started in an init: on the main thread.
-func init() { heir.Start() }
 
 func main() {
 	// DEL re-executes this binary to finish the kernel's slow part of a

@@ -8,15 +8,10 @@ import (
 	"os"
 
 	"github.com/podns/podns/pkg/finisher"
-	"github.com/podns/podns/pkg/heir"
+	_ "github.com/podns/podns/pkg/heir/start" // the exit is reported before the address space is freed
 	"github.com/podns/podns/pkg/masq"
 	"github.com/podns/podns/sandbox/cli"
 )
-
-// The runtime waits for this process's exit, and an exit first frees the
-// address space; an heir holding it lets the kernel do that just after
-// (pkg/heir). Started in an init: on the main thread.
-func init() { heir.Start() }
 
 func main() {
 	// A CNI DEL of the podns plugin run in-process re-executes this binary
