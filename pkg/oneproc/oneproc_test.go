@@ -1,8 +1,7 @@
 package oneproc_test
 
 import (
-	"bufio"
-	"bytes"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,32 +21,21 @@ func TestInitialisedBeforeAnyAllocation(t *testing.T) {
 	for name, args := range map[string][]string{"podns": nil, "podns-ipam": nil, "podns-sandbox": {"-v"}} {
 		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(filepath.Join(testutil.BinDir(t), name), args...)
-			cmd.Env = []string{"CNI_COMMAND=VERSION", "GODEBUG=inittrace=1"}
+			cmd.Env = []string{"CNI_COMMAND=VERSION"}
 			cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0"}`)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
-			}
 			var before []string
 			found := false
-			sc := bufio.NewScanner(&stderr)
-			for sc.Scan() {
-				// "init PKG @T ms, C ms clock, B bytes, A allocs"
-				f := strings.Fields(sc.Text())
-				if len(f) != 11 || f[0] != "init" {
-					continue
-				}
-				if f[1] == self {
+			for _, in := range testutil.Inits(t, cmd) {
+				if in.Pkg == self {
 					found = true
 					break
 				}
-				if f[1] != "runtime" && f[9] != "0" {
-					before = append(before, f[1]+" ("+f[9]+" allocs)")
+				if in.Pkg != "runtime" && in.Allocs != 0 {
+					before = append(before, fmt.Sprintf("%s (%d allocs)", in.Pkg, in.Allocs))
 				}
 			}
 			if !found {
-				t.Fatalf("%s does not initialise %s:\n%s", name, self, stderr.String())
+				t.Fatalf("%s does not initialise %s", name, self)
 			}
 			if len(before) > 0 {
 				t.Errorf("%s: packages that allocate initialise before %s: %s", name, self, strings.Join(before, ", "))

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -133,4 +134,36 @@ func StartHelper(t testing.TB, env string) (*Helper, string) {
 		t.Fatalf("helper: %v (first line %q)", err, line)
 	}
 	return h, strings.TrimSpace(line)
+}
+
+// Init is one package initialisation the Go runtime traced.
+type Init struct {
+	Pkg    string
+	Allocs int
+}
+
+// Inits runs cmd with GODEBUG=inittrace=1 and returns its packages in the
+// order the runtime initialised them, each with its allocation count.
+func Inits(t testing.TB, cmd *exec.Cmd) []Init {
+	t.Helper()
+	cmd.Env = append(cmd.Env, "GODEBUG=inittrace=1")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\n%s%s", cmd.Path, err, stdout.String(), stderr.String())
+	}
+	var out []Init
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		// "init PKG @T ms, C ms clock, B bytes, A allocs"
+		f := strings.Fields(l)
+		if len(f) != 11 || f[0] != "init" {
+			continue
+		}
+		n, _ := strconv.Atoi(f[9])
+		out = append(out, Init{Pkg: f[1], Allocs: n})
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s printed no init trace:\n%s", cmd.Path, stderr.String())
+	}
+	return out
 }

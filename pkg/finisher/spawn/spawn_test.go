@@ -3,8 +3,6 @@
 package spawn_test
 
 import (
-	"bufio"
-	"bytes"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,35 +22,21 @@ func TestInitialisedEarly(t *testing.T) {
 	bin := filepath.Join(testutil.BinDir(t), "podns")
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"CNI_COMMAND=DEL", "CNI_CONTAINERID=" + testutil.UniqueName("spw"), "CNI_IFNAME=eth0", "CNI_NETNS=",
-		"CNI_PATH=" + filepath.Dir(bin), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "GODEBUG=inittrace=1"}
+		"CNI_PATH=" + filepath.Dir(bin), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0","name":"spawntest","type":"podns","bridge":"spawntestbr"}`)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("DEL: %v\n%s%s", err, stdout.String(), stderr.String())
-	}
 	heavy := map[string]bool{
 		"github.com/vishvananda/netlink": true, "github.com/google/nftables": true,
 		"go.etcd.io/bbolt": true, "github.com/containernetworking/cni/pkg/version": true, "os": true,
 	}
-	found := false
-	sc := bufio.NewScanner(&stderr)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[0] != "init" {
-			continue
+	for _, in := range testutil.Inits(t, cmd) {
+		if in.Pkg == self {
+			return
 		}
-		if f[1] == self {
-			found = true
-			break
-		}
-		if heavy[f[1]] {
-			t.Fatalf("%s initialises before %s", f[1], self)
+		if heavy[in.Pkg] {
+			t.Fatalf("%s initialises before %s", in.Pkg, self)
 		}
 	}
-	if !found {
-		t.Fatalf("the podns binary does not initialise %s:\n%s", self, stderr.String())
-	}
+	t.Fatalf("the podns binary does not initialise %s", self)
 }
 
 // TestTakeOnce: nothing was started in this process (no CNI_COMMAND=DEL).
