@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -461,5 +462,107 @@ func TestOnlyDelLink(t *testing.T) {
 		if m.Header.Type != unix.RTM_DELLINK || int(nl.DeserializeIfInfomsg(m.Data).Index) != want {
 			t.Fatalf("filter passed type %d for link %d", m.Header.Type, nl.DeserializeIfInfomsg(m.Data).Index)
 		}
+	}
+}
+
+// TestGoneBeforeAnnounced: a deleted bridge port is unlisted well before
+// its deletion is announced (the bridge walks its other ports in between),
+// and a Gone that finds the link still listed returns on the unlisting,
+// not on the announcement. It runs in a netns of its own, on a thread that
+// stays there, with 600 veth ports on one bridge; a monitor subscribed to
+// link announcements tells whether the deletion was announced when Gone
+// returned. Scheduling may delay a lookup past the announcement, so one of
+// ten Gones that had to wait must come first (without the lookups, none
+// does; with them, about half did on a loaded 2-core machine).
+func TestGoneBeforeAnnounced(t *testing.T) {
+	testutil.RequireRoot(t)
+	runtime.LockOSThread() // never unlocked: the thread dies in the test netns
+	nsName := testutil.UniqueName("fing")
+	nsh, err := netns.NewNamed(nsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsh.Close(); _ = netns.DeleteNamed(nsName) })
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0", Flags: unix.IFF_UP}}); err != nil {
+		t.Fatal(err)
+	}
+	brl, err := h.LinkByName("br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ports = 600
+	for i := range ports {
+		la := netlink.LinkAttrs{Name: fmt.Sprintf("p%d", i), MasterIndex: brl.Attrs().Index, Flags: unix.IFF_UP}
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: fmt.Sprintf("q%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mon, err := nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	// announced drains the monitor and says whether it held link idx's
+	// RTM_DELLINK (the bridge's or the link's own).
+	announced := func(idx int) bool {
+		buf := make([]byte, 1<<16)
+		seen := false
+		for {
+			n, _, err := unix.Recvfrom(mon.GetFd(), buf, unix.MSG_DONTWAIT)
+			if err == unix.EINTR || err == unix.ENOBUFS {
+				continue
+			}
+			if err != nil {
+				return seen
+			}
+			msgs, _ := syscall.ParseNetlinkMessage(buf[:n])
+			for _, m := range msgs {
+				if m.Header.Type == unix.RTM_DELLINK && int(nl.DeserializeIfInfomsg(m.Data).Index) == idx {
+					seen = true
+				}
+			}
+		}
+	}
+	waited, first := 0, 0
+	for i := 0; i < 60 && waited < 10; i++ {
+		l, err := h.LinkByName(fmt.Sprintf("p%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx := l.Attrs().Index
+		announced(0)
+		c, err := Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := c.StartDelete(idx)
+		if err := d.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Gone(); err != nil {
+			t.Fatal(err)
+		}
+		if d.waited {
+			waited++
+			if !announced(idx) {
+				first++
+			}
+		}
+		if _, err := h.LinkByIndex(idx); err == nil {
+			t.Fatalf("port %d still listed when Gone returned", idx)
+		}
+		waitExit(t, c)
+	}
+	t.Logf("Gone had to wait in %d deletes and returned before the announcement in %d", waited, first)
+	if waited == 0 {
+		t.Skip("every port was unlisted before Gone looked; nothing to check")
+	}
+	if first == 0 {
+		t.Fatal("Gone waited for the deletion's announcement every time")
 	}
 }
