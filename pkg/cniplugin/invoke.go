@@ -10,7 +10,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
-	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/pkg/finisher"
 	"github.com/podns/podns/pkg/netconf"
@@ -53,16 +52,9 @@ func Invoke(verb string, args *skel.CmdArgs, out io.Writer) error {
 	// skel checks this after the verb ran. ADD refuses it before it makes
 	// anything (openPod); DEL, which does not open the netns, is checked
 	// here so it cannot tear down the caller's own links either.
-	// A path that does not stat (the pod's netns is gone) is not ours: its
-	// DEL must still release what the attachment holds.
-	var st unix.Stat_t
-	if verb == "DEL" && args.Netns != "" && unix.Stat(args.Netns, &st) == nil {
-		own, err := ownNetNS(&st)
-		if err != nil {
+	if verb == "DEL" {
+		if err := refuseOwnNetNS(args); err != nil {
 			return err
-		}
-		if own {
-			return types.NewError(types.ErrInvalidNetNS, "plugin's netns and netns from CNI_NETNS should not be the same", "")
 		}
 	}
 	return toCNI(run())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -29,7 +30,7 @@ import (
 // pod; CNI GC removes them once no attachment is left. Del starts its
 // finisher (pkg/finisher) once it knows there is a host veth; DelWith
 // takes one started earlier.
-func Del(args *skel.CmdArgs) error { return toCNI(del(args, nil, nil)) }
+func Del(args *skel.CmdArgs) error { return delChecked(args, nil, nil) }
 
 // DelWith returns DEL for a plugin that started fin before the CNI
 // arguments were even read, so the child's start overlaps all of DEL's
@@ -41,8 +42,52 @@ func DelWith(fin *finisher.Child, startErr error) func(*skel.CmdArgs) error {
 	if fin == nil && startErr == nil {
 		startErr = errors.New("no finisher given")
 	}
-	return func(args *skel.CmdArgs) error { return toCNI(del(args, fin, startErr)) }
+	return func(args *skel.CmdArgs) error { return delChecked(args, fin, startErr) }
 }
+
+// delChecked refuses CNI_NETNS when it is the plugin's own netns, before
+// anything is torn down (as Invoke does), runs del, and then turns skel's
+// own check off (as Add does): skel checks after DEL by locking an OS
+// thread, which starts the runtime's template thread in a DEL that never
+// needed one, and by opening both namespaces, 0.35 ms of a DEL on a node
+// with 1000 pods, where two stats do.
+func delChecked(args *skel.CmdArgs, fin *finisher.Child, startErr error) error {
+	if err := refuseOwnNetNS(args); err != nil {
+		fin.Cancel()
+		return err
+	}
+	if err := del(args, fin, startErr); err != nil {
+		return toCNI(err)
+	}
+	args.NetnsOverride = "1"
+	return nil
+}
+
+// refuseOwnNetNS is skel's DEL check of CNI_NETNS against the plugin's own
+// netns, unless the runtime allowed it (CNI_NETNS_OVERRIDE). A path that
+// does not stat (the pod's netns is gone) is not ours: its DEL must still
+// release what the attachment holds.
+func refuseOwnNetNS(args *skel.CmdArgs) error {
+	if netnsOverridden(args.NetnsOverride) || args.Netns == "" {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Stat(args.Netns, &st) != nil {
+		return nil
+	}
+	own, err := ownNetNS(&st)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetNS, err.Error(), "")
+	}
+	if own {
+		return types.NewError(types.ErrInvalidNetNS, "plugin's netns and netns from CNI_NETNS should not be the same", "")
+	}
+	return nil
+}
+
+// netnsOverridden is skel's reading of CNI_NETNS_OVERRIDE: the runtime
+// allows the plugin's own netns.
+func netnsOverridden(v string) bool { return strings.ToUpper(v) == "TRUE" || v == "1" }
 
 // del runs DEL with an early finisher fin, or none because of finErr, or
 // (both nil) one it starts itself when there is a host veth.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 )
@@ -137,6 +138,31 @@ func TestDelWithNetnsGone(t *testing.T) {
 	n.assertNoState("")
 	// Empty CNI_NETNS: DEL is still fine.
 	n.mustExec(Call{Cmd: "DEL", ContainerID: p.ID, Netns: "", IfName: "eth0"}, conf)
+}
+
+// TestDelOwnNetns: a DEL whose CNI_NETNS is the plugin's own netns is
+// refused with skel's code before anything is torn down; with the
+// runtime's CNI_NETNS_OVERRIDE it runs (the teardown needs no netns).
+func TestDelOwnNetns(t *testing.T) {
+	n := newTestNet(t)
+	c := n.conf("1.1.0", true, false)
+	c["ipMasq"] = true
+	conf := c.bytes(t)
+	p := n.add(conf)
+	own := Call{Cmd: "DEL", ContainerID: p.ID, Netns: "/proc/self/ns/net", IfName: "eth0"}
+	e := n.wantCode(own, conf, types.ErrInvalidNetNS)
+	if !strings.Contains(e.Msg, "CNI_NETNS") {
+		t.Fatalf("message does not name CNI_NETNS: %q", e.Msg)
+	}
+	if _, ok := n.hostVeth(p.ID, "eth0"); !ok {
+		t.Fatal("refused DEL deleted the host veth")
+	}
+	if len(n.allocations()) != 1 || len(n.masqRules()) != 1 {
+		t.Fatalf("refused DEL released state: allocations %v, masquerade %v", n.allocations(), n.masqRules())
+	}
+	own.Env = []string{"CNI_NETNS_OVERRIDE=1"}
+	n.mustExec(own, conf)
+	n.assertNoState("")
 }
 
 // TestMTUAndMAC: mtu lands on both veth ends, the MAC from runtimeConfig
