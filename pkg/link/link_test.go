@@ -4,9 +4,11 @@ package link
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -251,4 +253,60 @@ func TestEnsureBridgeRefusesOtherLinks(t *testing.T) {
 	if _, _, err := EnsureBridge(h, name, 0); !errors.Is(err, ErrNotBridge) {
 		t.Fatalf("got %v, want ErrNotBridge", err)
 	}
+}
+
+// TestForwarding: the netlink read of each family's forwarding switch
+// agrees with /proc/sys, off and on, and EnableForwarding turns it on. In
+// a netns of its own, on a thread that stays there.
+func TestForwarding(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns := newNS(t)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies in the test netns
+		if err := netns.Set(ns); err != nil {
+			done <- err
+			return
+		}
+		done <- checkForwarding()
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkForwarding() error {
+	files := map[bool]string{false: "/proc/sys/net/ipv4/ip_forward", true: "/proc/sys/net/ipv6/conf/all/forwarding"}
+	for _, v6 := range []bool{false, true} {
+		f := files[v6]
+		if _, err := os.Stat(f); v6 && errors.Is(err, os.ErrNotExist) {
+			continue // no IPv6 in this kernel
+		}
+		for _, want := range []string{"0", "1", "0"} {
+			if err := os.WriteFile(f, []byte(want), 0o644); err != nil {
+				return err
+			}
+			on, err := forwarding(v6)
+			if err != nil {
+				return err
+			}
+			if on != (want == "1") {
+				return fmt.Errorf("%s is %s, netlink says forwarding %v", f, want, on)
+			}
+		}
+		if err := EnableForwarding(v6); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(b)) != "1" {
+			return fmt.Errorf("%s is %q after EnableForwarding", f, b)
+		}
+		if on, err := forwarding(v6); err != nil || !on {
+			return fmt.Errorf("after EnableForwarding, netlink says %v (%v)", on, err)
+		}
+	}
+	return nil
 }
