@@ -42,7 +42,7 @@ const Arg = spawn.Arg
 
 // maxFds bounds the descriptors handed over (Finish); more are left to
 // the caller.
-const maxFds = 8
+const maxFds = spawn.MaxFds
 
 // giveUp is how long the parent waits for the child before deleting the
 // link itself.
@@ -555,46 +555,18 @@ func deleteSelf(idx int) error {
 	}
 }
 
-// Exit statuses of Main. They are for tests; the parent watches the link,
-// not the status.
+// Exit statuses of the child (spawn.Child). They are for tests; the
+// parent watches the link, not the status.
 const (
-	ExitDeleted  = 0 // deleted the link it was given (or found it gone)
-	ExitFailed   = 1 // the delete failed
-	ExitNoWork   = 2 // cancelled: the parent had nothing for it
+	ExitDeleted  = spawn.ExitDeleted // deleted the link it was given (or found it gone)
+	ExitFailed   = spawn.ExitFailed  // the delete failed
+	ExitNoWork   = spawn.ExitNoWork  // cancelled: the parent had nothing for it
 	ExitKilled   = 128 + 9
 	exitSignaled = 128
 )
 
-// Main is the child's side: read the index of the link to delete from
-// fd 3 (none: exit), delete it, then read the descriptors the parent hands
-// over once it is done with them and close them, and exit. A parent that
-// exits or cancels makes each read end at once.
-func Main() int {
-	const sock = 3
-	msg := make([]byte, 4)
-	n, _, _, _, err := unix.Recvmsg(sock, msg, nil, 0)
-	if err != nil || n != 4 {
-		return ExitNoWork
-	}
-	idx := int(binary.LittleEndian.Uint32(msg))
-	if idx <= 0 {
-		return ExitNoWork
-	}
-	status := ExitDeleted
-	if err := deleteSelf(idx); err != nil {
-		status = ExitFailed
-	}
-	oob := make([]byte, unix.CmsgSpace(4*maxFds))
-	if _, oobn, _, _, err := unix.Recvmsg(sock, msg[:1], oob, 0); err == nil {
-		if cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, cm := range cmsgs {
-				if fds, err := unix.ParseUnixRights(&cm); err == nil {
-					for _, fd := range fds {
-						unix.Close(fd)
-					}
-				}
-			}
-		}
-	}
-	return status
-}
+// Main is the child's side, for a binary that is exec'd with Arg but
+// without the environment Start gives it: spawn.Child. A finisher Start
+// made does its work in spawn's package init instead, before the plugin's
+// other packages initialise.
+func Main() int { return spawn.Child() }

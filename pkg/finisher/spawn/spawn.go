@@ -41,7 +41,7 @@ func Start(exe string) (Proc, error) {
 	defer syscall.Close(null)
 	pidfd := -1
 	pid, err := syscall.ForkExec(exe, []string{exe, Arg}, &syscall.ProcAttr{
-		Env:   []string{"GOMAXPROCS=1", "GOGC=off"},
+		Env:   []string{"GOMAXPROCS=1", "GOGC=off", childEnv + "=1"},
 		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(fds[1])},
 		Sys:   &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd},
 	})
@@ -54,10 +54,14 @@ func Start(exe string) (Proc, error) {
 
 var early *Proc
 
-// A DEL of the podns plugin starts its finisher here (the finisher itself
-// and every other verb have no CNI_COMMAND=DEL). If skel later refuses the
-// call, or DEL finds nothing to delete, the child reads EOF and exits.
+// The finisher does its work here and exits (Child). A DEL of the podns
+// plugin starts its finisher here (every other verb has no
+// CNI_COMMAND=DEL). If skel later refuses the call, or DEL finds nothing
+// to delete, the child reads EOF and exits.
 func init() {
+	if isChild() {
+		syscall.Exit(Child())
+	}
 	if v, _ := syscall.Getenv("CNI_COMMAND"); v != "DEL" {
 		return
 	}
