@@ -9,7 +9,9 @@
 // This package imports only syscall, so it initialises right after it,
 // before the netlink, nftables, CNI and bbolt packages the plugin links
 // (~0.5 ms of package initialisation on this VM), and the child's start
-// overlaps them. pkg/finisher adopts the started process (Take).
+// overlaps them. pkg/finisher adopts the started process (Take). The
+// child, in turn, does its work here too (Child) and exits before those
+// packages initialise: it needs none of them.
 package spawn
 
 import "syscall"
