@@ -33,7 +33,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podns/podns/pkg/finisher/spawn"
-	"github.com/podns/podns/pkg/link"
 )
 
 // Arg is the first argument that makes the plugin binary run Main. Runtimes
@@ -510,49 +509,13 @@ func listed(fd, idx int) (bool, error) {
 	}
 }
 
-// deleteSelf deletes link idx with one RTM_DELLINK; a link already gone is
-// not an error. The message is the netlink package's, but it is sent on a
-// plain blocking socket rather than through the package's socket: in the
-// child it is the first thing done, and the package's socket would first
-// set up the runtime's netpoller.
+// deleteSelf deletes link idx in this process with one RTM_DELLINK (the
+// child's request, spawn.DeleteLink); a link already gone is not an error.
 func deleteSelf(idx int) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
+	if err := spawn.DeleteLink(int32(idx)); err != nil {
 		return fmt.Errorf("delete link %d: %w", idx, err)
 	}
-	defer unix.Close(fd)
-	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
-	ifi := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	ifi.Index = int32(idx)
-	req.AddData(ifi)
-	seq := req.Seq
-	if err := unix.Sendto(fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("delete link %d: %w", idx, err)
-	}
-	buf := make([]byte, 4096)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("delete link %d: %w", idx, err)
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return fmt.Errorf("delete link %d: %w", idx, err)
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq || m.Header.Type != unix.NLMSG_ERROR || len(m.Data) < 4 {
-				continue
-			}
-			errno := -int32(binary.NativeEndian.Uint32(m.Data[:4]))
-			if errno == 0 || link.IsNotFound(unix.Errno(errno)) {
-				return nil
-			}
-			return fmt.Errorf("delete link %d: %w", idx, unix.Errno(errno))
-		}
-	}
+	return nil
 }
 
 // Exit statuses of the child (spawn.Child). They are for tests; the

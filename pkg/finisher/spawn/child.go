@@ -79,7 +79,7 @@ func Child() int {
 		return ExitNoWork
 	}
 	status := ExitDeleted
-	if deleteLink(idx) != nil {
+	if DeleteLink(idx) != nil {
 		status = ExitFailed
 	}
 	oob := make([]byte, syscall.CmsgSpace(4*MaxFds))
@@ -104,10 +104,13 @@ type delLinkReq struct {
 	ifi syscall.IfInfomsg
 }
 
-// deleteLink deletes link idx in this process's netns with one
+// DeleteLink deletes link idx in this process's netns with one
 // RTM_DELLINK and waits for the kernel's answer; a link already gone is
-// not an error.
-func deleteLink(idx int32) error {
+// not an error. It is sent on a plain blocking socket: in the child it is
+// the first thing done, before the runtime's netpoller exists. (Built here
+// from syscall's types rather than by the netlink package, which this
+// package, initialised before it, cannot import.)
+func DeleteLink(idx int32) error {
 	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
 	if err != nil {
 		return err
