@@ -35,7 +35,8 @@ func isChild() bool {
 		return false
 	}
 	defer syscall.Close(fd)
-	var b [256]byte
+	// argv[0] is the path Start was given (at most PATH_MAX), then Arg.
+	var b [4096 + len(Arg) + 2]byte
 	n, err := syscall.Read(fd, b[:])
 	if err != nil || n <= 0 {
 		return false

@@ -16,6 +16,13 @@ import (
 
 func TestMain(m *testing.M) { testutil.Main(m) }
 
+// heavy are packages of the plugin whose initialisation the finisher must
+// neither wait for nor pay.
+var heavy = map[string]bool{
+	"github.com/vishvananda/netlink": true, "github.com/google/nftables": true,
+	"go.etcd.io/bbolt": true, "github.com/containernetworking/cni/pkg/version": true, "os": true,
+}
+
 // TestInitialisedEarly: in a DEL of the podns binary, spawn initialises
 // (and starts the finisher) before the heavy packages the plugin links, so
 // the finisher's start overlaps their initialisation.
@@ -26,10 +33,6 @@ func TestInitialisedEarly(t *testing.T) {
 	cmd.Env = []string{"CNI_COMMAND=DEL", "CNI_CONTAINERID=" + testutil.UniqueName("spw"), "CNI_IFNAME=eth0", "CNI_NETNS=",
 		"CNI_PATH=" + filepath.Dir(bin), "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0","name":"spawntest","type":"podns","bridge":"spawntestbr"}`)
-	heavy := map[string]bool{
-		"github.com/vishvananda/netlink": true, "github.com/google/nftables": true,
-		"go.etcd.io/bbolt": true, "github.com/containernetworking/cni/pkg/version": true, "os": true,
-	}
 	for _, in := range testutil.Inits(t, cmd) {
 		if in.Pkg == self {
 			return
@@ -68,10 +71,6 @@ func TestChildBeforeHeavyInits(t *testing.T) {
 	cmd := exec.Command(filepath.Join(testutil.BinDir(t), "podns"), spawn.Arg)
 	cmd.Env = []string{"PODNS_FINISHER=1"}
 	cmd.ExtraFiles = []*os.File{child}
-	heavy := map[string]bool{
-		"github.com/vishvananda/netlink": true, "github.com/google/nftables": true,
-		"go.etcd.io/bbolt": true, "github.com/containernetworking/cni/pkg/version": true, "os": true,
-	}
 	// The runtime prints a package's line once its init returns; the
 	// finisher exits inside spawn's, so spawn's line never comes.
 	for _, in := range testutil.Inits(t, cmd) {
