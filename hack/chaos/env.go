@@ -436,6 +436,27 @@ func netnsLinks(name string) (map[string]bool, error) {
 	return m, nil
 }
 
+// persisting scans until nothing is found or grace has passed, and returns
+// what the last scan found. The plugins and podnsctl leave an heir
+// (pkg/heir) that shares their address space, and so their environment,
+// and exits just after them, freeing it: a scan made as a process is
+// reaped can still see its heir for a few milliseconds (up to 5 ms on this
+// 2-core VM, in 25 of 300 podnsctl runs). A process still there after
+// grace has outlived its caller.
+// strayGrace is how long a stray process may take to go.
+const strayGrace = 2 * time.Second
+
+func persisting(scan func() []string, grace time.Duration) []string {
+	deadline := time.Now().Add(grace)
+	for {
+		left := scan()
+		if len(left) == 0 || !time.Now().Before(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // strayPlugins lists live processes whose environment names one of this
 // env's container IDs: a plugin that outlived its kill or its caller.
 func (e *netEnv) strayPlugins() []string {

@@ -245,7 +245,7 @@ func sandboxFaults(ctx context.Context, bin string, b budget) *report {
 	if m := mountsUnder(s.state); len(m) > 0 {
 		bad = append(bad, fmt.Sprintf("mounts left: %v", m))
 	}
-	bad = append(bad, prefixAll("process left: ", s.strays())...)
+	bad = append(bad, prefixAll("process left: ", persisting(s.strays, strayGrace))...)
 	if o, err := ne.observe(); err != nil {
 		bad = append(bad, err.Error())
 	} else {

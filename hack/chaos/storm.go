@@ -254,7 +254,7 @@ func storm(ctx context.Context, bin string, b budget) *report {
 		}
 		r.check("pod netns holds exactly its survivors", bad...)
 	}
-	r.check("no plugin process outlived the storm", prefixAll("stray plugin pid ", e.strayPlugins())...)
+	r.check("no plugin process outlived the storm", prefixAll("stray plugin pid ", persisting(e.strayPlugins, strayGrace))...)
 
 	// Finally the survivors go too, and the network is back to nothing.
 	for k, a := range survive {
