@@ -5,7 +5,7 @@
 //
 // It is not log/slog because a plugin process lives a few milliseconds and
 // initialises every package it links: slog and what it alone pulls in cost
-// each ADD and DEL more than the logging a plugin does (docs/benchmarks.md,
+// each ADD and DEL more than the logging a plugin does (docs/benchmark-findings.md,
 // Round 7).
 package cnilog
 

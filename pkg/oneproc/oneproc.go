@@ -7,7 +7,7 @@
 // then allocate from that P's span cache until GOMAXPROCS(1) moves them to
 // P0, which starts its own. The pages of both are touched: about 80 more
 // page faults and 0.2-0.4 ms more CPU per podns ADD or DEL on this VM
-// (docs/benchmarks.md, Round 5). This package imports nothing but the
+// (docs/benchmark-findings.md, Round 5). This package imports nothing but the
 // runtime, so it is among the first packages to initialise, before any
 // that allocates (a test checks the order in the built binaries).
 package oneproc
