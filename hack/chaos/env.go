@@ -436,6 +436,10 @@ func netnsLinks(name string) (map[string]bool, error) {
 	return m, nil
 }
 
+// strayGrace is how long a process may take to go before a scan counts it
+// as left behind.
+const strayGrace = 2 * time.Second
+
 // persisting scans until nothing is found or grace has passed, and returns
 // what the last scan found. The plugins and podnsctl leave an heir
 // (pkg/heir) that shares their address space, and so their environment,
@@ -443,9 +447,6 @@ func netnsLinks(name string) (map[string]bool, error) {
 // reaped can still see its heir for a few milliseconds (up to 5 ms on this
 // 2-core VM, in 25 of 300 podnsctl runs). A process still there after
 // grace has outlived its caller.
-// strayGrace is how long a stray process may take to go.
-const strayGrace = 2 * time.Second
-
 func persisting(scan func() []string, grace time.Duration) []string {
 	deadline := time.Now().Add(grace)
 	for {

@@ -5,8 +5,8 @@
 //
 // It is not log/slog because a plugin process lives a few milliseconds and
 // initialises every package it links: slog and what it alone pulls in cost
-// each ADD and DEL more than the logging a plugin does (docs/benchmark-findings.md,
-// Round 7).
+// each ADD and DEL more than the logging a plugin does
+// (docs/benchmark-findings.md, Round 7).
 package cnilog
 
 import (

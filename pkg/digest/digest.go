@@ -7,8 +7,8 @@
 // (a collision makes an ADD fail, it cannot reach another pod's state, and
 // the names are truncated to 36-64 bits anyway), and linking crypto/sha256
 // brings the FIPS module's package initialisation into every plugin
-// process, which is a measurable part of its life (docs/benchmark-findings.md,
-// Round 7).
+// process, which is a measurable part of its life
+// (docs/benchmark-findings.md, Round 7).
 package digest
 
 import (
