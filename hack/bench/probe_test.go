@@ -46,3 +46,33 @@ func TestBaseProbePoolsBothHalves(t *testing.T) {
 		t.Fatalf("growth against the pooled base: %+v, want 1x from 0 to 1000", g)
 	}
 }
+
+// TestSeriesBlocks: samples taken in blocks keep each block's median, in
+// order; a block that got no samples is not one, and a single block
+// reports none.
+func TestSeriesBlocks(t *testing.T) {
+	var s series
+	add := func(ms ...int) {
+		for _, v := range ms {
+			s.add(time.Duration(v)*time.Millisecond, nil)
+		}
+	}
+	s.block()
+	add(4, 5, 6)
+	if st := s.stat(); st.Blocks != nil {
+		t.Fatalf("one block: %v, want none", st.Blocks)
+	}
+	s.block()
+	s.block() // nothing sampled in between
+	add(8, 9, 7)
+	s.block()
+	s.add(0, errInterrupted) // an error is no sample
+	add(5)
+	st := s.stat()
+	if len(st.Blocks) != 3 || st.Blocks[0] != 5 || st.Blocks[1] != 8 || st.Blocks[2] != 5 {
+		t.Fatalf("blocks %v, want [5 8 5]", st.Blocks)
+	}
+	if st.N != 7 || st.Median != 6 {
+		t.Fatalf("pooled n %d median %v, want 7 and 6", st.N, st.Median)
+	}
+}

@@ -201,7 +201,7 @@ func (r *Report) tables() []table {
 			for _, side := range []string{"podns", "ref"} {
 				for _, op := range []string{"ADD", "DEL"} {
 					if g := r.growthIn(bridgeGroup, side, op, true); !math.IsNaN(g.x) {
-						t.notes = append(t.notes, fmt.Sprintf("%s %s median grows %.2fx from %d to %d pods (its own pods only on the node).", sideLabel(side), op, g.x, g.from, g.to))
+						t.notes = append(t.notes, fmt.Sprintf("%s %s median grows %.2fx from %d to %d pods (its own pods only on the node): %s.", sideLabel(side), op, g.x, g.from, g.to, g.detail()))
 					}
 					if g := r.growthIn(bridgeGroup, side, op, false); !math.IsNaN(g.x) {
 						t.notes = append(t.notes, fmt.Sprintf("%s %s median grows %.2fx from %d to %d pods (both sides' pods on the node, interleaved).", sideLabel(side), op, g.x, g.from, g.to))
@@ -410,7 +410,28 @@ func (r *Report) concs() []int {
 type growth struct {
 	x        float64
 	from, to int
-	alone    bool // measured with the side's own pods only on the node
+	lo, hi   *Stat // the two levels' samples
+	alone    bool  // measured with the side's own pods only on the node
+}
+
+// detail is the growth in milliseconds and, when a level was measured in
+// blocks at different times, each block's median.
+func (g growth) detail() string {
+	d := fmt.Sprintf("%s -> %s ms (%+.1f ms)", f1(g.lo.Median), f1(g.hi.Median), g.hi.Median-g.lo.Median)
+	blocks := func(s *Stat) string {
+		if len(s.Blocks) == 0 {
+			return f1(s.Median) // one block
+		}
+		var b []string
+		for _, v := range s.Blocks {
+			b = append(b, f1(v))
+		}
+		return strings.Join(b, ", ")
+	}
+	if len(g.lo.Blocks) > 1 || len(g.hi.Blocks) > 1 {
+		d += fmt.Sprintf("; medians of its blocks, in the order taken: %s at %d pods, %s at %d", blocks(g.lo), g.from, blocks(g.hi), g.to)
+	}
+	return d
 }
 
 // The probe groups of scenario 2.
@@ -470,6 +491,7 @@ func (r *Report) growthIn(group, side, op string, alone bool) growth {
 		return g
 	}
 	g.x, g.from, g.to, g.alone = ratio(med(hi.Stats[side]), med(lo.Stats[side])), lo.Pods, hi.Pods, alone
+	g.lo, g.hi = lo.Stats[side], hi.Stats[side]
 	return g
 }
 
@@ -522,13 +544,16 @@ func (r *Report) checkTargets() {
 		}
 		got := fmt.Sprintf("%.2fx", g.x)
 		if g.alone {
-			got += " (own pods only)"
+			got += fmt.Sprintf(" (own pods only, %s -> %s ms)", f1(g.lo.Median), f1(g.hi.Median))
 			if both := r.growthIn(bridgeGroup, "podns", op, false); !math.IsNaN(both.x) {
 				got += fmt.Sprintf("; %.2fx beside the reference's", both.x)
 			}
 		}
 		if rt := r.growthIn(routedGroup, "podns", op, true); !math.IsNaN(rt.x) {
 			got += fmt.Sprintf("; routed mode %.2fx", rt.x)
+		}
+		if ref := r.growthIn(bridgeGroup, "ref", op, true); !math.IsNaN(ref.x) {
+			got += fmt.Sprintf("; the reference %.2fx (%s -> %s ms)", ref.x, f1(ref.lo.Median), f1(ref.hi.Median))
 		}
 		if x, _, _, _ := r.sameWindow(op); !math.IsNaN(x) {
 			got += fmt.Sprintf("; bridge vs an empty one in the same window %.2fx", x)

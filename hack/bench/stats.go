@@ -19,6 +19,10 @@ type Stat struct {
 	Mean   float64 `json:"mean_ms"`
 	// FirstError keeps one failure message so a broken plugin is visible.
 	FirstError string `json:"first_error,omitempty"`
+	// Blocks holds each block's median when the samples were taken in
+	// blocks at different times (a level measured again later), so a reader
+	// sees how far the machine moved between them.
+	Blocks []float64 `json:"block_medians_ms,omitempty"`
 }
 
 // series collects durations and errors for one side of a comparison.
@@ -26,6 +30,15 @@ type series struct {
 	d      []time.Duration
 	errors int
 	first  string
+	starts []int // index in d where each block began
+}
+
+// block starts a new block of samples; sample calls it once per pass.
+func (s *series) block() {
+	if n := len(s.starts); n > 0 && s.starts[n-1] == len(s.d) {
+		return // the previous block got no samples: one block still
+	}
+	s.starts = append(s.starts, len(s.d))
 }
 
 func (s *series) add(d time.Duration, err error) {
@@ -55,6 +68,22 @@ func (s *series) stat() *Stat {
 	st.P90 = quantile(ms, 0.9)
 	st.Min, st.Max = ms[0], ms[len(ms)-1]
 	st.Mean = sum / float64(len(ms))
+	if len(s.starts) > 1 {
+		for i, from := range s.starts {
+			to := len(s.d)
+			if i+1 < len(s.starts) {
+				to = s.starts[i+1]
+			}
+			blk := make([]float64, 0, to-from)
+			for _, d := range s.d[from:to] {
+				blk = append(blk, float64(d)/float64(time.Millisecond))
+			}
+			if len(blk) > 0 {
+				sort.Float64s(blk)
+				st.Blocks = append(st.Blocks, quantile(blk, 0.5))
+			}
+		}
+	}
 	return st
 }
 
