@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -261,7 +262,10 @@ func (b *Bench) growAlone(n *Net, pods *[]*Attachment, name string, control bool
 	g := group{name: name, nets: []*Net{n}}
 	samples := b.cfg.ProbeSamples
 	levels := b.cfg.Levels
-	top := levels[len(levels)-1]
+	if len(levels) == 0 {
+		return nil
+	}
+	top := slices.Max(levels)
 	topBlocks := 1
 	if n.Impl.Side == "podns" {
 		samples *= 3
