@@ -31,7 +31,7 @@ cleanup() {
 		log "cleanup: cnitool del $net /var/run/netns/$ns"
 		cnitool del "$net" "/var/run/netns/$ns" || rc=1
 	fi
-	if ip netns list | grep -qw "$ns"; then
+	if ip netns list | grep -w "$ns" >/dev/null; then
 		log "cleanup: ip netns del $ns"
 		ip netns del "$ns" || rc=1
 	fi

@@ -8,7 +8,7 @@ APT_PACKAGES=(iproute2 nftables iptables iputils-ping conntrack containernetwork
 	strace hyperfine containerd runc jq busybox-static util-linux procps kmod openssl curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
 done
 if ((${#missing[@]})); then
 	log "apt-get install ${missing[*]}"

@@ -83,9 +83,9 @@ ensure_deps() {
 		log "installing dependencies (hack/deps.sh)"
 		bash "$REPO_ROOT/hack/deps.sh"
 	fi
-	/bin/busybox --list | grep -qx httpd || die "/bin/busybox has no httpd applet; install busybox-static"
+	/bin/busybox --list | grep -x httpd >/dev/null || die "/bin/busybox has no httpd applet; install busybox-static"
 	# go-installed crictl reports version "unknown"; its build info does not lie.
-	if ! go version -m "$(command -v crictl || echo /nonexistent)" 2>/dev/null | grep -q "sigs.k8s.io/cri-tools[[:space:]]*$CRI_TOOLS_VERSION"; then
+	if ! go version -m "$(command -v crictl || echo /nonexistent)" 2>/dev/null | grep "sigs.k8s.io/cri-tools[[:space:]]*$CRI_TOOLS_VERSION" >/dev/null; then
 		log "go install crictl@$CRI_TOOLS_VERSION"
 		nice go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
 	fi
@@ -319,7 +319,7 @@ pick_subnet() {
 	local i a b
 	for ((i = 0; i < 50; i++)); do
 		a=$((200 + RANDOM % 40)) b=$((RANDOM % 250))
-		if ! ip -4 route | grep -q "^10\.$a\.$b\." && ! ip -4 -o addr | grep -q " 10\.$a\.$b\."; then
+		if ! ip -4 route | grep "^10\.$a\.$b\." >/dev/null && ! ip -4 -o addr | grep " 10\.$a\.$b\." >/dev/null; then
 			SUBNET_PREFIX=10.$a.$b
 			return
 		fi

@@ -1,6 +1,11 @@
 # Shared helpers for hack/ scripts; source it, do not run it.
 # shellcheck shell=bash
 set -euo pipefail
+# With pipefail, `cmd | grep -q x` can fail although x is there: grep -q exits
+# at its first match and cmd dies of SIGPIPE on its next write (it made
+# `/bin/busybox --list | grep -qx httpd` fail in one CI run). Pipes into grep
+# here send its output to /dev/null instead; `bash -c` does not inherit
+# pipefail.
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="/usr/local/go/bin:${HOME:-/root}/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
@@ -26,7 +31,7 @@ remove_new_nat_tables() {
 	local fam
 	for fam in "${NAT_TABLES_BEFORE_MISSING[@]}"; do
 		nft list table "$fam" nat >/dev/null 2>&1 || continue
-		if nft list table "$fam" nat | grep -E '^\s*chain ' | grep -qvE 'chain (CNI-HOSTPORT-[A-Z]+|PREROUTING|POSTROUTING|OUTPUT|INPUT) \{'; then
+		if nft list table "$fam" nat | grep -E '^\s*chain ' | grep -vE 'chain (CNI-HOSTPORT-[A-Z]+|PREROUTING|POSTROUTING|OUTPUT|INPUT) \{' >/dev/null; then
 			log "keeping table $fam nat: it holds chains the reference plugins did not make"
 			continue
 		fi
