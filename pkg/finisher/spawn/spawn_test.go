@@ -16,6 +16,9 @@ import (
 
 func TestMain(m *testing.M) { testutil.Main(m) }
 
+// self is this package's path, as the runtime's init trace names it.
+const self = "github.com/podns/podns/pkg/finisher/spawn"
+
 // heavy are packages of the plugin whose initialisation the finisher must
 // neither wait for nor pay.
 var heavy = map[string]bool{
@@ -27,7 +30,6 @@ var heavy = map[string]bool{
 // (and starts the finisher) before the heavy packages the plugin links, so
 // the finisher's start overlaps their initialisation.
 func TestInitialisedEarly(t *testing.T) {
-	const self = "github.com/podns/podns/pkg/finisher/spawn"
 	bin := filepath.Join(testutil.BinDir(t), "podns")
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"CNI_COMMAND=DEL", "CNI_CONTAINERID=" + testutil.UniqueName("spw"), "CNI_IFNAME=eth0", "CNI_NETNS=",
@@ -69,12 +71,12 @@ func TestChildBeforeHeavyInits(t *testing.T) {
 	}
 	syscall.Close(fds[0]) // no descriptors to hand over: the child reads EOF
 	cmd := exec.Command(filepath.Join(testutil.BinDir(t), "podns"), spawn.Arg)
-	cmd.Env = []string{"PODNS_FINISHER=1"}
+	cmd.Env = []string{spawn.ChildEnv + "=1"}
 	cmd.ExtraFiles = []*os.File{child}
 	// The runtime prints a package's line once its init returns; the
 	// finisher exits inside spawn's, so spawn's line never comes.
 	for _, in := range testutil.Inits(t, cmd) {
-		if heavy[in.Pkg] || in.Pkg == "github.com/podns/podns/pkg/finisher/spawn" {
+		if heavy[in.Pkg] || in.Pkg == self {
 			t.Fatalf("%s finished initialising in the finisher", in.Pkg)
 		}
 	}
